@@ -1,0 +1,132 @@
+//! The sections of the configuration file. Defaults live in `default.toml`.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// `[node]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfig {
+    /// This node's name, stamped on every message.
+    pub name: String,
+}
+
+/// `[bus]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BusSection {
+    /// Default inbox capacity per subscriber, in messages.
+    pub inbox_capacity: usize,
+    /// Wait for room in a `backpressure` inbox, in ms.
+    pub backpressure_timeout_ms: u64,
+    /// Largest accepted payload, in bytes.
+    pub max_payload_bytes: usize,
+}
+
+/// When the console uses colour.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ColorMode {
+    /// On a terminal, unless `NO_COLOR` is set.
+    Auto,
+    /// Always (still off when `NO_COLOR` is set).
+    Always,
+    /// Never.
+    Never,
+}
+
+/// How console lines are formatted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConsoleFormat {
+    /// The spec's coloured, emoji-tagged lines.
+    Pretty,
+    /// One JSON object per line, natively.
+    Json,
+    /// A `log-formatter` plugin of this name formats each line.
+    Plugin(String),
+}
+
+impl FromStr for ConsoleFormat {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "pretty" => Ok(ConsoleFormat::Pretty),
+            "json" => Ok(ConsoleFormat::Json),
+            _ => match s.strip_prefix("plugin:") {
+                Some(name) if !name.is_empty() => Ok(ConsoleFormat::Plugin(name.to_owned())),
+                _ => Err(format!(
+                    "unknown console format `{s}`: expected pretty, json or plugin:<name>"
+                )),
+            },
+        }
+    }
+}
+
+impl fmt::Display for ConsoleFormat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConsoleFormat::Pretty => f.write_str("pretty"),
+            ConsoleFormat::Json => f.write_str("json"),
+            ConsoleFormat::Plugin(name) => write!(f, "plugin:{name}"),
+        }
+    }
+}
+
+impl Serialize for ConsoleFormat {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for ConsoleFormat {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d)?
+            .parse()
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+/// `[console]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsoleConfig {
+    /// Colour mode.
+    pub color: ColorMode,
+    /// Line format.
+    pub format: ConsoleFormat,
+    /// Lowest level shown.
+    pub level: crate::messages::logging::LogLevel,
+}
+
+/// `[health_monitoring]`: the spec's keys, plus the breaker's cooldown.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealthMonitoring {
+    /// Track subscription health.
+    pub enabled: bool,
+    /// Summary and check period, in ms.
+    pub check_interval: u64,
+    /// Consecutive failures that make a subscription unhealthy.
+    pub unhealthy_threshold: u32,
+    /// Whether an unhealthy subscription's circuit breaker opens.
+    pub circuit_breaker_enabled: bool,
+    /// First cooldown of an open breaker, in ms.
+    pub cooldown_ms: u64,
+    /// Longest cooldown after repeated failed trials, in ms.
+    pub max_cooldown_ms: u64,
+}
+
+/// `[plugins]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PluginsConfig {
+    /// Directory of `<name>.wasm` + `<name>.toml` pairs; empty for none.
+    pub dir: String,
+    /// Load the example plugins bundled into the binary.
+    pub bundled: bool,
+    /// Most messages per `on-batch` call.
+    pub max_batch: usize,
+}

@@ -1,0 +1,109 @@
+use super::*;
+
+fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+#[test]
+fn embedded_default_has_the_spec_keys() {
+    let c = Config::default();
+    assert!(c.health_monitoring.enabled);
+    assert_eq!(c.health_monitoring.check_interval, 5000);
+    assert_eq!(c.health_monitoring.unhealthy_threshold, 3);
+    assert!(c.health_monitoring.circuit_breaker_enabled);
+    assert_eq!(c.console.format, ConsoleFormat::Pretty);
+    assert_eq!(c.bus.max_payload_bytes, 1 << 20);
+}
+
+#[test]
+fn printed_config_parses_back_to_the_same() {
+    let c = Config::default();
+    assert_eq!(Config::from_toml_str(&c.to_toml(), "printed").unwrap(), c);
+}
+
+#[test]
+fn file_overrides_only_what_it_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("host.toml");
+    std::fs::write(&path, "[health_monitoring]\ncheck_interval = 250\n").unwrap();
+    let c = Config::load_with_env(Some(&path), env(&[])).unwrap();
+    assert_eq!(c.health_monitoring.check_interval, 250);
+    assert_eq!(c.health_monitoring.unhealthy_threshold, 3);
+}
+
+#[test]
+fn environment_overrides_the_file() {
+    let c = Config::load_with_env(
+        None,
+        env(&[
+            ("EXESDB_HEALTH_MONITORING__UNHEALTHY_THRESHOLD", "7"),
+            ("EXESDB_CONSOLE__FORMAT", "json"),
+            ("EXESDB_NODE__NAME", "node-a"),
+            ("PATH", "/bin"),
+        ]),
+    )
+    .unwrap();
+    assert_eq!(c.health_monitoring.unhealthy_threshold, 7);
+    assert_eq!(c.console.format, ConsoleFormat::Json);
+    assert_eq!(c.node.name, "node-a");
+}
+
+#[test]
+fn unknown_key_names_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.toml");
+    std::fs::write(&path, "[health_monitoring]\ncheck_intervall = 5\n").unwrap();
+    let err = Config::load_with_env(Some(&path), env(&[]))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("check_intervall"), "{err}");
+    assert!(err.contains("bad.toml"), "{err}");
+}
+
+#[test]
+fn bad_value_names_the_key() {
+    let err = Config::load_with_env(
+        None,
+        env(&[("EXESDB_HEALTH_MONITORING__CHECK_INTERVAL", "soon")]),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("health_monitoring.check_interval"), "{err}");
+    assert!(err.contains("environment"), "{err}");
+    let err = Config::load_with_env(
+        None,
+        env(&[("EXESDB_HEALTH_MONITORING__UNHEALTHY_THRESHOLD", "0")]),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("health_monitoring.unhealthy_threshold") && err.contains("at least 1"),
+        "{err}"
+    );
+    let err = Config::load_with_env(None, env(&[("EXESDB_CONSOLE__FORMAT", "fancy")]))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("console.format") && err.contains("fancy"),
+        "{err}"
+    );
+}
+
+#[test]
+fn malformed_env_names_and_files_are_errors() {
+    let err = Config::load_with_env(None, env(&[("EXESDB_VERBOSE", "1")])).unwrap_err();
+    assert!(
+        matches!(err, ConfigError::BadEnvName { ref var } if var == "EXESDB_VERBOSE"),
+        "{err}"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("broken.toml");
+    std::fs::write(&path, "[bus\n").unwrap();
+    let err = Config::load_with_env(Some(&path), env(&[])).unwrap_err();
+    assert!(matches!(err, ConfigError::Syntax { .. }), "{err}");
+    let err = Config::load_with_env(Some(&dir.path().join("missing.toml")), env(&[])).unwrap_err();
+    assert!(err.to_string().contains("missing.toml"), "{err}");
+}

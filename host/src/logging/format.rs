@@ -1,0 +1,208 @@
+//! The spec's console line formats and the 72-column emitter banners.
+//!
+//! These functions return plain text; the console paints it in the line's
+//! colour class. The formats are pinned by the tests below.
+
+use std::fmt::Write as _;
+
+/// Width of the activation and termination banners.
+pub const BANNER_WIDTH: usize = 72;
+
+/// `🩺 SUBSCRIBED to health events for store: my_store`
+pub fn subscribed_health(store: &str) -> String {
+    format!("🩺 SUBSCRIBED to health events for store: {store}")
+}
+
+/// `📡 HEALTH EVENT: subscription_name -> event_type (metadata)`
+pub fn health_event(subscription: &str, event_type: &str, metadata: &str) -> String {
+    format!("📡 HEALTH EVENT: {subscription} -> {event_type} ({metadata})")
+}
+
+/// `📈 HEALTH SUMMARY: Store my_store - 5/7 healthy subscriptions`
+pub fn health_summary(store: &str, healthy: u64, total: u64) -> String {
+    format!("📈 HEALTH SUMMARY: Store {store} - {healthy}/{total} healthy subscriptions")
+}
+
+/// `🏥 HEALTH IMPACT: subscription_name is HEALTHY (registration_success)`
+pub fn health_impact(subscription: &str, status: &str, reason: &str) -> String {
+    format!(
+        "🏥 HEALTH IMPACT: {subscription} is {} ({reason})",
+        status.to_ascii_uppercase()
+    )
+}
+
+/// `📈 SUBSCRIBED to metrics events for store: my_store`
+pub fn subscribed_metrics(store: &str) -> String {
+    format!("📈 SUBSCRIBED to metrics events for store: {store}")
+}
+
+/// `📈 METRICS EVENT: my_store -> events_per_second=1250 @2025-07-27T11:30:00Z`
+pub fn metrics_event(store: &str, metric: &str, value: &str, at_rfc3339: &str) -> String {
+    format!("📈 METRICS EVENT: {store} -> {metric}={value} @{at_rfc3339}")
+}
+
+/// `📉 METRICS SUMMARY: Store my_store - 1250 eps, 50000 total, 12 active subs`
+pub fn metrics_summary(store: &str, eps: u64, total: u64, active_subs: u64) -> String {
+    format!(
+        "📉 METRICS SUMMARY: Store {store} - {eps} eps, {total} total, {active_subs} active subs"
+    )
+}
+
+/// The fields of an emitter worker's activation banner.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Activation<'a> {
+    /// `"<store>:<selector>"`
+    pub topic: &'a str,
+    /// The store id.
+    pub store: &'a str,
+    /// The scheduler (runtime worker thread) running it.
+    pub scheduler: &'a str,
+    /// The worker's id.
+    pub pid: &'a str,
+    /// The subscriber's id or name.
+    pub subscriber: &'a str,
+}
+
+/// The fields of an emitter worker's termination banner.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Termination<'a> {
+    /// Why it stopped (`:shutdown`, …).
+    pub reason: &'a str,
+    /// The store id.
+    pub store: &'a str,
+    /// The selector (stream, `$all`, …).
+    pub selector: &'a str,
+    /// The subscriber's id or name.
+    pub subscriber: &'a str,
+    /// The worker's id.
+    pub pid: &'a str,
+}
+
+/// Centres `title` in [`BANNER_WIDTH`] columns (emoji count as two).
+pub fn banner_title(title: &str) -> String {
+    let width: usize = title
+        .chars()
+        .map(|c| if (c as u32) >= 0x1F000 { 2 } else { 1 })
+        .sum();
+    let pad = BANNER_WIDTH.saturating_sub(width);
+    let left = pad / 2;
+    format!("{}{title}{}", " ".repeat(left), " ".repeat(pad - left))
+}
+
+fn field_lines(fields: &[(&str, String)]) -> String {
+    let mut out = String::new();
+    for (label, value) in fields {
+        let _ = writeln!(out, "{:<12}{value}", format!("{label}:"));
+    }
+    out
+}
+
+/// The activation banner: a blank line, the centred title, a blank line, the fields.
+/// Returns `(title_line, body)`, so the console can paint the title.
+pub fn activation_banner(a: &Activation<'_>) -> (String, String) {
+    let body = field_lines(&[
+        ("Topic", format!("\"{}\"", a.topic)),
+        ("Store", a.store.to_owned()),
+        ("Scheduler", a.scheduler.to_owned()),
+        ("PID", a.pid.to_owned()),
+        ("Subscriber", a.subscriber.to_owned()),
+    ]);
+    (banner_title("EMITTER WORKER ACTIVATION"), body)
+}
+
+/// The termination banner, as `(title_line, body)`.
+pub fn termination_banner(t: &Termination<'_>) -> (String, String) {
+    let body = field_lines(&[
+        ("Reason", t.reason.to_owned()),
+        ("Store", t.store.to_owned()),
+        ("Selector", t.selector.to_owned()),
+        ("Subscriber", t.subscriber.to_owned()),
+        ("PID", t.pid.to_owned()),
+    ]);
+    (banner_title("💀 EMITTER WORKER TERMINATION 💀"), body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spec_lines() {
+        assert_eq!(
+            subscribed_health("my_store"),
+            "🩺 SUBSCRIBED to health events for store: my_store"
+        );
+        assert_eq!(
+            health_event("sub_a", "registration_success", "attempt=1"),
+            "📡 HEALTH EVENT: sub_a -> registration_success (attempt=1)"
+        );
+        assert_eq!(
+            health_summary("my_store", 5, 7),
+            "📈 HEALTH SUMMARY: Store my_store - 5/7 healthy subscriptions"
+        );
+        assert_eq!(
+            health_impact("subscription_name", "healthy", "registration_success"),
+            "🏥 HEALTH IMPACT: subscription_name is HEALTHY (registration_success)"
+        );
+        assert_eq!(
+            subscribed_metrics("my_store"),
+            "📈 SUBSCRIBED to metrics events for store: my_store"
+        );
+        assert_eq!(
+            metrics_event(
+                "my_store",
+                "events_per_second",
+                "1250",
+                "2025-07-27T11:30:00Z"
+            ),
+            "📈 METRICS EVENT: my_store -> events_per_second=1250 @2025-07-27T11:30:00Z"
+        );
+        assert_eq!(
+            metrics_summary("my_store", 1250, 50000, 12),
+            "📉 METRICS SUMMARY: Store my_store - 1250 eps, 50000 total, 12 active subs"
+        );
+    }
+
+    #[test]
+    fn activation_banner_snapshot() {
+        let (title, body) = activation_banner(&Activation {
+            topic: "my_store:stream_name",
+            store: "my_store",
+            scheduler: "2",
+            pid: "#PID<0.511.0>",
+            subscriber: "#PID<0.312.0>",
+        });
+        assert_eq!(title.chars().count(), BANNER_WIDTH);
+        assert_eq!(title.trim(), "EMITTER WORKER ACTIVATION");
+        assert_eq!(
+            body,
+            "Topic:      \"my_store:stream_name\"\n\
+             Store:      my_store\n\
+             Scheduler:  2\n\
+             PID:        #PID<0.511.0>\n\
+             Subscriber: #PID<0.312.0>\n"
+        );
+    }
+
+    #[test]
+    fn termination_banner_snapshot() {
+        let (title, body) = termination_banner(&Termination {
+            reason: ":shutdown",
+            store: "my_store",
+            selector: "stream_name",
+            subscriber: "#PID<0.312.0>",
+            pid: "#PID<0.511.0>",
+        });
+        assert_eq!(title.trim(), "💀 EMITTER WORKER TERMINATION 💀");
+        // Two emoji are two columns each: 28 chars + 2 = 30 columns, padded to 72.
+        assert_eq!(title.chars().count(), BANNER_WIDTH - 2);
+        assert_eq!(
+            body,
+            "Reason:     :shutdown\n\
+             Store:      my_store\n\
+             Selector:   stream_name\n\
+             Subscriber: #PID<0.312.0>\n\
+             PID:        #PID<0.511.0>\n"
+        );
+    }
+}

@@ -1,0 +1,5 @@
+//! The `exesdb-host` binary.
+
+fn main() -> std::process::ExitCode {
+    exesdb_host::cli::main()
+}

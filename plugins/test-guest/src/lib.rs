@@ -1,0 +1,288 @@
+//! # test-guest
+//!
+//! A test-only `subscriber` plugin for the host's integration tests. Its
+//! behaviour is chosen by the config key `mode`, read in `init`:
+//!
+//! | `mode`          | behaviour                                                                 |
+//! |-----------------|---------------------------------------------------------------------------|
+//! | `noop` (default)| does nothing; `on-batch` reports no failures                              |
+//! | `echo`          | echoes every message (see below)                                          |
+//! | `loop`          | `on-message`/`on-batch` spin forever (for timeout/epoch tests)            |
+//! | `alloc`         | on a message, allocates 1 MiB blocks forever (for memory-limit tests)     |
+//! | `trap`          | panics on a message whose payload contains `boom`, otherwise echoes       |
+//! | `fail-every`    | fails every `n`-th message (1-based, `n` default 3), otherwise echoes      |
+//! | `fail-always`   | fails every message                                                       |
+//! | `recover-after` | fails the first `n` messages (default 5), then echoes                     |
+//! | `forbidden`     | tries a publish on `security` and a subscribe on `audit` (both outside its grants) and reports the outcomes |
+//! | `init-fail`     | `init` fails                                                              |
+//! | `stderr`        | writes a line to stderr and one to stdout, then echoes                    |
+//!
+//! An unknown mode fails `init`. Failures are `error::failed` with a text
+//! naming the mode and the message's 1-based count. Counters are per instance.
+//!
+//! **Echo**: publishes on channel `diagnostics`, topic `echo:<plugin-name>`,
+//! kind `custom.echo`, payload
+//! `{"id": <message id>, "topic": <topic>, "kind": <kind>, "batch": <delivered via on-batch>}`.
+//! A publish error is returned as the handler's error.
+//!
+//! **Forbidden**: publishes on `diagnostics`, topic `echo:<plugin-name>`, kind
+//! `custom.grant_check`, payload `{"publish": <outcome>, "subscribe": <outcome>}`
+//! where an outcome is `"ok"`, `"denied: <text>"` or the error's debug text.
+//!
+//! ## Config (`[config]` in `plugin.toml`)
+//!
+//! | key    | type    | default   | meaning                                |
+//! |--------|---------|-----------|----------------------------------------|
+//! | `mode` | string  | `"noop"`  | the behaviour, above                   |
+//! | `n`    | integer | 3 / 5     | period of `fail-every` / count of `recover-after` |
+
+use std::cell::RefCell;
+
+use serde::Deserialize;
+use serde_json::json;
+
+wit_bindgen::generate!({ world: "subscriber", path: "../../wit" });
+
+use exesdb::plugin::host;
+use exesdb::plugin::types::{Channel, Error, Message};
+use exports::exesdb::plugin::handler::{BatchFailure, Guest};
+
+/// The behaviour selected by `mode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+enum Mode {
+    #[default]
+    Noop,
+    Echo,
+    Loop,
+    Alloc,
+    Trap,
+    FailEvery,
+    FailAlways,
+    RecoverAfter,
+    Forbidden,
+    InitFail,
+    Stderr,
+}
+
+impl Mode {
+    const ALL: &'static [(&'static str, Mode)] = &[
+        ("noop", Mode::Noop),
+        ("echo", Mode::Echo),
+        ("loop", Mode::Loop),
+        ("alloc", Mode::Alloc),
+        ("trap", Mode::Trap),
+        ("fail-every", Mode::FailEvery),
+        ("fail-always", Mode::FailAlways),
+        ("recover-after", Mode::RecoverAfter),
+        ("forbidden", Mode::Forbidden),
+        ("init-fail", Mode::InitFail),
+        ("stderr", Mode::Stderr),
+    ];
+
+    fn parse(name: &str) -> Result<Mode, Error> {
+        Mode::ALL
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|&(_, mode)| mode)
+            .ok_or_else(|| {
+                let known: Vec<&str> = Mode::ALL.iter().map(|(n, _)| *n).collect();
+                Error::Failed(format!(
+                    "unknown mode `{name}`; expected one of {}",
+                    known.join(", ")
+                ))
+            })
+    }
+}
+
+/// The plugin's `[config]` table.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct Config {
+    mode: Option<String>,
+    n: Option<u64>,
+}
+
+/// Per-instance state.
+#[derive(Debug, Default)]
+struct State {
+    mode: Mode,
+    /// `n` for `fail-every` and `recover-after`.
+    n: u64,
+    /// Messages received so far (on-message and on-batch).
+    count: u64,
+    /// The plugin's name, fetched from the host on first use.
+    name: Option<String>,
+}
+
+thread_local! {
+    static STATE: RefCell<State> = RefCell::new(State::default());
+}
+
+struct TestGuest;
+
+impl Guest for TestGuest {
+    fn init(config: String) -> Result<(), Error> {
+        let config: Config = if config.trim().is_empty() {
+            Config::default()
+        } else {
+            serde_json::from_str(&config)
+                .map_err(|e| Error::Failed(format!("invalid config: {e}")))?
+        };
+        let mode = Mode::parse(config.mode.as_deref().unwrap_or("noop"))?;
+        let n = match mode {
+            Mode::FailEvery => config.n.unwrap_or(3),
+            Mode::RecoverAfter => config.n.unwrap_or(5),
+            _ => config.n.unwrap_or(0),
+        };
+        if mode == Mode::FailEvery && n == 0 {
+            return Err(Error::Failed(
+                "fail-every: `n` must be at least 1".to_owned(),
+            ));
+        }
+        if mode == Mode::InitFail {
+            return Err(Error::Failed("init-fail mode".to_owned()));
+        }
+        STATE.with_borrow_mut(|state| {
+            *state = State {
+                mode,
+                n,
+                count: 0,
+                name: None,
+            }
+        });
+        Ok(())
+    }
+
+    fn on_message(message: Message) -> Result<(), Error> {
+        handle(&message, false)
+    }
+
+    fn on_batch(messages: Vec<Message>) -> Vec<BatchFailure> {
+        messages
+            .iter()
+            .enumerate()
+            .filter_map(|(index, message)| {
+                handle(message, true).err().map(|error| BatchFailure {
+                    index: index as u32,
+                    error,
+                })
+            })
+            .collect()
+    }
+
+    fn shutdown() {}
+}
+
+/// Handles one message according to the mode.
+fn handle(message: &Message, batch: bool) -> Result<(), Error> {
+    let (mode, n, count) = STATE.with_borrow_mut(|state| {
+        state.count += 1;
+        (state.mode, state.n, state.count)
+    });
+    match mode {
+        Mode::Noop | Mode::InitFail => Ok(()),
+        Mode::Echo => echo(message, batch),
+        Mode::Loop => spin(),
+        Mode::Alloc => hog_memory(),
+        Mode::Trap => {
+            if message.payload.contains("boom") {
+                panic!("test-guest: boom in message {}", message.id);
+            }
+            echo(message, batch)
+        }
+        Mode::FailEvery => {
+            if count % n == 0 {
+                Err(Error::Failed(format!("fail-every: message {count}")))
+            } else {
+                echo(message, batch)
+            }
+        }
+        Mode::FailAlways => Err(Error::Failed(format!("fail-always: message {count}"))),
+        Mode::RecoverAfter => {
+            if count <= n {
+                Err(Error::Failed(format!(
+                    "recover-after: message {count} of the first {n}"
+                )))
+            } else {
+                echo(message, batch)
+            }
+        }
+        Mode::Forbidden => grant_check(),
+        Mode::Stderr => {
+            eprintln!("test-guest stderr: {}", message.id);
+            println!("test-guest stdout: {}", message.id);
+            echo(message, batch)
+        }
+    }
+}
+
+/// The plugin's name, asked of the host once.
+fn plugin_name() -> String {
+    STATE.with_borrow_mut(|state| state.name.get_or_insert_with(host::plugin_name).clone())
+}
+
+/// Publishes `payload` as `kind` on `diagnostics`/`echo:<plugin-name>`.
+fn report(kind: &str, payload: serde_json::Value) -> Result<(), Error> {
+    let topic = format!("echo:{}", plugin_name());
+    host::publish(
+        Channel::Diagnostics,
+        &topic,
+        kind,
+        &payload.to_string(),
+        None,
+    )?;
+    Ok(())
+}
+
+/// Echoes `message` as a `custom.echo`.
+fn echo(message: &Message, batch: bool) -> Result<(), Error> {
+    report(
+        "custom.echo",
+        json!({ "id": message.id, "topic": message.topic, "kind": message.kind, "batch": batch }),
+    )
+}
+
+/// Tries calls outside the manifest's grants and reports their outcomes.
+fn grant_check() -> Result<(), Error> {
+    let publish = host::publish(Channel::Security, "forbidden:x", "custom.x", "{}", None).map(drop);
+    let subscribe = host::subscribe(Channel::Audit, ">");
+    report(
+        "custom.grant_check",
+        json!({ "publish": outcome(&publish), "subscribe": outcome(&subscribe) }),
+    )
+}
+
+/// `"ok"`, `"denied: <text>"` or the error's debug text.
+fn outcome(result: &Result<(), Error>) -> String {
+    match result {
+        Ok(()) => "ok".to_owned(),
+        Err(Error::Denied(text)) => format!("denied: {text}"),
+        Err(other) => format!("{other:?}"),
+    }
+}
+
+/// Spins forever in a way the optimiser cannot remove.
+fn spin() -> ! {
+    let mut counter = 0u64;
+    loop {
+        counter = core::hint::black_box(counter.wrapping_add(1));
+    }
+}
+
+/// Allocates 1 MiB blocks, touching every page, until the host's memory
+/// limit stops the instance.
+fn hog_memory() -> ! {
+    const BLOCK: usize = 1 << 20;
+    const PAGE: usize = 4096;
+    let mut blocks: Vec<Vec<u8>> = Vec::new();
+    loop {
+        let mut block = vec![0u8; BLOCK];
+        for (i, byte) in block.iter_mut().step_by(PAGE).enumerate() {
+            *byte = i as u8 | 1;
+        }
+        blocks.push(core::hint::black_box(block));
+        core::hint::black_box(&mut blocks);
+    }
+}
+
+export!(TestGuest);
