@@ -9,10 +9,15 @@
 //! # });
 //! ```
 
+use std::path::Path;
+use std::sync::Arc;
+
 use crate::bus::{Bus, BusError};
-use crate::config::Config;
+use crate::config::{Config, ConsoleFormat};
 use crate::integration::Integration;
+use crate::messages::alerts::{AlertCategory, Severity};
 use crate::messages::system::LifecycleEvent;
+use crate::runtime::{Manifest, PluginError, Plugins, Runtime};
 
 /// Name under which the host announces its lifecycle.
 pub const SYSTEM_NAME: &str = "exesdb_host";
@@ -25,6 +30,9 @@ pub enum HostError {
     /// A bus operation failed.
     #[error(transparent)]
     Bus(#[from] BusError),
+    /// The plugin runtime could not start.
+    #[error(transparent)]
+    Plugin(#[from] PluginError),
     /// Anything else, with context.
     #[error("{0:#}")]
     Other(#[from] anyhow::Error),
@@ -36,6 +44,7 @@ pub struct Host {
     config: Config,
     bus: Bus,
     integration: Integration,
+    plugins: Arc<Plugins>,
 }
 
 impl Host {
@@ -53,6 +62,9 @@ impl Host {
         if let Some(logging) = crate::logging::installed() {
             logging.bridge.attach(&bus);
         }
+        let runtime = Runtime::new()?;
+        let plugins = Arc::new(Plugins::new(runtime, bus.clone(), config.plugins.max_batch));
+        load_plugins(&config, &plugins, &integration).await;
         integration
             .broadcast_system_lifecycle(LifecycleEvent::Started, SYSTEM_NAME, VERSION)
             .await?;
@@ -65,6 +77,7 @@ impl Host {
             config,
             bus,
             integration,
+            plugins,
         })
     }
 
@@ -76,6 +89,11 @@ impl Host {
     /// The `PubSubIntegration` helpers bound to this host's bus.
     pub fn integration(&self) -> &Integration {
         &self.integration
+    }
+
+    /// The loaded plugins: load, unload, list, status.
+    pub fn plugins(&self) -> &Arc<Plugins> {
+        &self.plugins
     }
 
     /// The effective configuration.
@@ -94,6 +112,10 @@ impl Host {
             .await?;
         tracing::info!(class = "failure", "🔴 {SYSTEM_NAME} stopping");
         if let Some(logging) = crate::logging::installed() {
+            *logging.formatter.write() = None;
+        }
+        self.plugins.unload_all().await;
+        if let Some(logging) = crate::logging::installed() {
             logging.bridge.detach(&self.bus);
         }
         self.integration
@@ -110,6 +132,49 @@ impl Host {
         wait_for_signal().await?;
         tracing::info!("signal received, shutting down");
         self.shutdown().await
+    }
+}
+
+/// Loads the bundled plugins and the plugins directory, reporting (not
+/// failing on) each plugin that cannot load, then installs the console's
+/// formatter plugin if the config names one.
+async fn load_plugins(config: &Config, plugins: &Plugins, integration: &Integration) {
+    let mut results = Vec::new();
+    if config.plugins.bundled {
+        for b in crate::artifacts::BUNDLED {
+            let origin = format!("<bundled>/{}.toml", b.name);
+            results.push(
+                Manifest::parse(b.manifest, &origin)
+                    .map_err(PluginError::from)
+                    .and_then(|m| plugins.load(m, b.wasm)),
+            );
+        }
+    }
+    if !config.plugins.dir.is_empty() {
+        results.extend(plugins.load_dir(Path::new(&config.plugins.dir)));
+    }
+    for err in results.into_iter().filter_map(Result::err) {
+        tracing::error!(class = "failure", "❌ PLUGIN NOT LOADED: {err}");
+        let mut metadata = serde_json::Map::new();
+        metadata.insert("error".into(), err.to_string().into());
+        if let Some(p) = err.plugin() {
+            metadata.insert("plugin".into(), p.into());
+        }
+        let _ = integration
+            .raise_alert(
+                AlertCategory::System,
+                Severity::Error,
+                "Plugin failed to load",
+                metadata,
+            )
+            .await;
+    }
+    if let ConsoleFormat::Plugin(name) = &config.console.format {
+        match (plugins.formatter(name), crate::logging::installed()) {
+            (Some(f), Some(logging)) => *logging.formatter.write() = Some(f),
+            (None, _) => tracing::error!(class = "failure", "console format `plugin:{name}`: no log-formatter plugin `{name}` is loaded; using the built-in format"),
+            _ => {}
+        }
     }
 }
 

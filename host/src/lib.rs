@@ -12,3 +12,19 @@ pub mod host;
 pub mod integration;
 pub mod logging;
 pub mod messages;
+pub mod runtime;
+
+/// Paths and bytes of the plugins built from `plugins/` by the build script.
+pub mod artifacts {
+    /// An example plugin embedded in the binary.
+    #[derive(Debug, Clone, Copy)]
+    pub struct BundledPlugin {
+        /// Its name.
+        pub name: &'static str,
+        /// The component.
+        pub wasm: &'static [u8],
+        /// The manifest text.
+        pub manifest: &'static str,
+    }
+    include!(concat!(env!("OUT_DIR"), "/artifacts.rs"));
+}

@@ -138,7 +138,17 @@ impl Subscriber {
         self.inbox.dropped()
     }
 
-    /// Whether the inbox is closed (the bus was dropped).
+    /// Stops all deliveries now: removes every subscription and closes the
+    /// inbox. Messages already queued can still be received; then `recv`
+    /// returns `None`.
+    pub fn close(&self) {
+        self.inbox.close();
+        if let Some(bus) = self.bus.upgrade() {
+            bus.remove_subscriber(self.id);
+        }
+    }
+
+    /// Whether the inbox is closed (by [`close`](Self::close) or because the bus was dropped).
     pub fn is_closed(&self) -> bool {
         self.inbox.is_closed()
     }

@@ -1,0 +1,142 @@
+//! Captures a plugin's stdout and stderr: each complete line becomes a log
+//! record tagged with the plugin's name (so it reaches the console and the
+//! `logging` channel), and the last stderr lines are kept for trap reports.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use parking_lot::Mutex;
+use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
+use wasmtime_wasi::p2::{OutputStream, Pollable, StreamError};
+
+/// Longest line kept; longer lines are cut.
+const MAX_LINE: usize = 8 * 1024;
+/// How many recent stderr lines are kept for trap reports.
+const RECENT_LINES: usize = 20;
+
+#[derive(Debug, Default)]
+struct Buffer {
+    pending: Vec<u8>,
+    recent: VecDeque<String>,
+}
+
+/// One captured stream of one plugin. Clones share the buffer.
+#[derive(Debug, Clone)]
+pub(crate) struct Capture {
+    plugin: Arc<str>,
+    stream: &'static str,
+    buf: Arc<Mutex<Buffer>>,
+}
+
+impl Capture {
+    pub(crate) fn new(plugin: &str, stream: &'static str) -> Capture {
+        Capture {
+            plugin: plugin.into(),
+            stream,
+            buf: Arc::default(),
+        }
+    }
+
+    fn push(&self, bytes: &[u8]) {
+        let mut buf = self.buf.lock();
+        buf.pending.extend_from_slice(bytes);
+        while let Some(pos) = buf.pending.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = buf.pending.drain(..=pos).collect();
+            self.emit(&mut buf, &line[..line.len() - 1]);
+        }
+        if buf.pending.len() > MAX_LINE {
+            let line = std::mem::take(&mut buf.pending);
+            self.emit(&mut buf, &line);
+        }
+    }
+
+    fn emit(&self, buf: &mut Buffer, line: &[u8]) {
+        let text = String::from_utf8_lossy(&line[..line.len().min(MAX_LINE)]).into_owned();
+        if self.stream == "stderr" {
+            tracing::warn!(plugin = &*self.plugin, stream = self.stream, "{text}");
+        } else {
+            tracing::info!(plugin = &*self.plugin, stream = self.stream, "{text}");
+        }
+        if buf.recent.len() == RECENT_LINES {
+            buf.recent.pop_front();
+        }
+        buf.recent.push_back(text);
+    }
+
+    /// Emits a trailing partial line, if any.
+    pub(crate) fn flush_partial(&self) {
+        let mut buf = self.buf.lock();
+        if !buf.pending.is_empty() {
+            let line = std::mem::take(&mut buf.pending);
+            self.emit(&mut buf, &line);
+        }
+    }
+
+    /// The most recent lines, oldest first.
+    pub(crate) fn recent(&self) -> Vec<String> {
+        self.flush_partial();
+        self.buf.lock().recent.iter().cloned().collect()
+    }
+}
+
+impl IsTerminal for Capture {
+    fn is_terminal(&self) -> bool {
+        false
+    }
+}
+
+impl StdoutStream for Capture {
+    fn p2_stream(&self) -> Box<dyn OutputStream> {
+        Box::new(self.clone())
+    }
+
+    fn async_stream(&self) -> Box<dyn tokio::io::AsyncWrite + Send + Sync> {
+        Box::new(self.clone())
+    }
+}
+
+#[wasmtime_wasi::async_trait]
+impl Pollable for Capture {
+    async fn ready(&mut self) {}
+}
+
+impl OutputStream for Capture {
+    fn write(&mut self, bytes: Bytes) -> Result<(), StreamError> {
+        self.push(&bytes);
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<(), StreamError> {
+        Ok(())
+    }
+
+    fn check_write(&mut self) -> Result<usize, StreamError> {
+        Ok(64 * 1024)
+    }
+}
+
+impl tokio::io::AsyncWrite for Capture {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        self.push(buf);
+        std::task::Poll::Ready(Ok(buf.len()))
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+}

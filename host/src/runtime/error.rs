@@ -1,0 +1,128 @@
+//! Why a plugin could not be loaded or run. Every variant names the plugin.
+
+use super::manifest::{ManifestError, World};
+
+/// A plugin failure.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum PluginError {
+    /// The manifest is missing or invalid.
+    #[error(transparent)]
+    Manifest(#[from] ManifestError),
+    /// The component file could not be read.
+    #[error("plugin `{plugin}`: cannot read component {path}: {message}")]
+    Read {
+        /// The plugin.
+        plugin: String,
+        /// The file.
+        path: String,
+        /// The I/O error.
+        message: String,
+    },
+    /// The bytes are not a valid WebAssembly component.
+    #[error("plugin `{plugin}`: malformed component: {message}")]
+    Malformed {
+        /// The plugin.
+        plugin: String,
+        /// What wasmtime said.
+        message: String,
+    },
+    /// The component does not export the manifest's world.
+    #[error("plugin `{plugin}`: the manifest declares world `{world}` but the component does not export `{}` (it exports: {})", world.export(), exports.join(", "))]
+    WrongWorld {
+        /// The plugin.
+        plugin: String,
+        /// The declared world.
+        world: World,
+        /// What the component exports.
+        exports: Vec<String>,
+    },
+    /// The component imports something the host does not provide.
+    #[error("plugin `{plugin}`: cannot link: {message}")]
+    Link {
+        /// The plugin.
+        plugin: String,
+        /// What wasmtime said.
+        message: String,
+    },
+    /// Instantiation failed (or trapped in a start function).
+    #[error("plugin `{plugin}`: cannot instantiate: {message}")]
+    Instantiate {
+        /// The plugin.
+        plugin: String,
+        /// What wasmtime said.
+        message: String,
+    },
+    /// `init` returned an error.
+    #[error("plugin `{plugin}`: init failed: {message}")]
+    Init {
+        /// The plugin.
+        plugin: String,
+        /// The guest's error.
+        message: String,
+    },
+    /// A call trapped (a bug, or a limit such as memory or time).
+    #[error("plugin `{plugin}`: trapped in {call}: {message}")]
+    Trap {
+        /// The plugin.
+        plugin: String,
+        /// The export that trapped.
+        call: String,
+        /// The trap, and the last stderr lines.
+        message: String,
+    },
+    /// A WASI grant could not be honoured.
+    #[error("plugin `{plugin}`: {message}")]
+    Grant {
+        /// The plugin.
+        plugin: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// A plugin of that name is already loaded.
+    #[error("plugin `{plugin}` is already loaded")]
+    Duplicate {
+        /// The plugin.
+        plugin: String,
+    },
+    /// No plugin of that name is loaded.
+    #[error("no plugin named `{plugin}` is loaded")]
+    NotFound {
+        /// The plugin.
+        plugin: String,
+    },
+    /// Setting up the bus subscription failed.
+    #[error("plugin `{plugin}`: {message}")]
+    Bus {
+        /// The plugin.
+        plugin: String,
+        /// The bus's error.
+        message: String,
+    },
+    /// The engine could not be created.
+    #[error("wasm engine: {0}")]
+    Engine(String),
+}
+
+impl PluginError {
+    pub(crate) fn engine(e: wasmtime::Error) -> PluginError {
+        PluginError::Engine(format!("{e:#}"))
+    }
+
+    /// The plugin's name, when the error concerns one.
+    pub fn plugin(&self) -> Option<&str> {
+        match self {
+            PluginError::Manifest(_) | PluginError::Engine(_) => None,
+            PluginError::Read { plugin, .. }
+            | PluginError::Malformed { plugin, .. }
+            | PluginError::WrongWorld { plugin, .. }
+            | PluginError::Link { plugin, .. }
+            | PluginError::Instantiate { plugin, .. }
+            | PluginError::Init { plugin, .. }
+            | PluginError::Trap { plugin, .. }
+            | PluginError::Grant { plugin, .. }
+            | PluginError::Duplicate { plugin }
+            | PluginError::NotFound { plugin }
+            | PluginError::Bus { plugin, .. } => Some(plugin),
+        }
+    }
+}

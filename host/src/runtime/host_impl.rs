@@ -1,0 +1,181 @@
+//! The `exesdb:plugin/host` interface: what a plugin may ask of the host.
+//! Every call is checked against the plugin's grants; a refusal is an
+//! `error::denied` for the guest plus an `AccessViolation` on `security`
+//! and a failed `AccessLog` on `audit`.
+
+use super::bindings::host_api::{self, PublishOptions};
+use super::bindings::wit_types::{self, Channel as WitChannel, Error as WitError, LogLevel};
+use super::state::PluginState;
+use crate::bus::{validate_topic, BusError, Channel};
+use crate::integration::topics;
+use crate::messages::alerts::Severity;
+use crate::messages::audit::AccessLog;
+use crate::messages::security::AccessViolation;
+use crate::messages::{Envelope, MessageError};
+
+/// The host's channel for a WIT channel.
+pub(crate) fn channel_of(c: WitChannel) -> Channel {
+    match c {
+        WitChannel::Events => Channel::Events,
+        WitChannel::System => Channel::System,
+        WitChannel::Health => Channel::Health,
+        WitChannel::Metrics => Channel::Metrics,
+        WitChannel::Lifecycle => Channel::Lifecycle,
+        WitChannel::Alerts => Channel::Alerts,
+        WitChannel::Audit => Channel::Audit,
+        WitChannel::Diagnostics => Channel::Diagnostics,
+        WitChannel::Security => Channel::Security,
+        WitChannel::Logging => Channel::Logging,
+    }
+}
+
+/// The WIT channel for a host channel.
+pub(crate) fn wit_channel(c: Channel) -> WitChannel {
+    match c {
+        Channel::Events => WitChannel::Events,
+        Channel::System => WitChannel::System,
+        Channel::Health => WitChannel::Health,
+        Channel::Metrics => WitChannel::Metrics,
+        Channel::Lifecycle => WitChannel::Lifecycle,
+        Channel::Alerts => WitChannel::Alerts,
+        Channel::Audit => WitChannel::Audit,
+        Channel::Diagnostics => WitChannel::Diagnostics,
+        Channel::Security => WitChannel::Security,
+        Channel::Logging => WitChannel::Logging,
+    }
+}
+
+/// A bus error as the guest sees it.
+pub(crate) fn wit_error(e: BusError) -> WitError {
+    let text = e.to_string();
+    match e {
+        BusError::Topic(_) => WitError::InvalidTopic(text),
+        BusError::Message(MessageError::TooLarge { .. }) => WitError::TooLarge(text),
+        BusError::Message(_) => WitError::InvalidPayload(text),
+        BusError::Backpressure { .. } => WitError::Backpressure(text),
+        _ => WitError::Failed(text),
+    }
+}
+
+impl PluginState {
+    /// Refuses a call outside the grants and reports it.
+    fn deny(&self, action: &str, channel: Channel, topic: &str) -> WitError {
+        let plugin = self.ctx.name();
+        let resource = format!("{channel}:{topic}");
+        let text = format!(
+            "plugin `{plugin}` has no grant to {action} on channel `{channel}` topic `{topic}`"
+        );
+        tracing::warn!(class = "failure", plugin, "🛡️ ACCESS DENIED: {text}");
+        let mut metadata = serde_json::Map::new();
+        metadata.insert("plugin".into(), plugin.into());
+        self.ctx.report(
+            &topics::access_violation(plugin),
+            &AccessViolation {
+                user_id: plugin.to_owned(),
+                violation_type: "grant_exceeded".into(),
+                resource: resource.clone(),
+                action: action.to_owned(),
+                source_ip: None,
+                severity: Severity::Warning,
+                metadata,
+            },
+        );
+        self.ctx.report(
+            &topics::audit_access_log("plugin"),
+            &AccessLog {
+                user_id: plugin.to_owned(),
+                resource_type: "plugin".into(),
+                resource_id: resource,
+                action: action.to_owned(),
+                success: false,
+                duration_ms: 0,
+                source_ip: None,
+                user_agent: Some(format!("wasm-plugin/{plugin}")),
+            },
+        );
+        WitError::Denied(text)
+    }
+}
+
+impl wit_types::Host for PluginState {}
+
+impl host_api::Host for PluginState {
+    fn publish(
+        &mut self,
+        channel: WitChannel,
+        topic: String,
+        kind: String,
+        payload: String,
+        options: Option<PublishOptions>,
+    ) -> Result<String, WitError> {
+        let channel = channel_of(channel);
+        validate_topic(&topic).map_err(|e| WitError::InvalidTopic(e.to_string()))?;
+        if !self.ctx.manifest.may_publish(channel, &topic) {
+            return Err(self.deny("publish", channel, &topic));
+        }
+        let limit = self.ctx.bus.config().max_payload_bytes;
+        if payload.len() > limit {
+            return Err(WitError::TooLarge(format!(
+                "payload of kind `{kind}` is {} bytes, over the limit of {limit} bytes",
+                payload.len()
+            )));
+        }
+        let value: serde_json::Value = serde_json::from_str(&payload).map_err(|e| {
+            WitError::InvalidPayload(format!("payload of kind `{kind}` is not JSON: {e}"))
+        })?;
+        let mut env = Envelope::new(channel, topic, kind, value, self.ctx.bus.node());
+        if let Some(o) = options {
+            env.correlation_id = o.correlation_id;
+            env.causation_id = o.causation_id;
+        }
+        let id = env.id.to_string();
+        self.ctx.send(env).map_err(wit_error)?;
+        Ok(id)
+    }
+
+    fn subscribe(&mut self, channel: WitChannel, pattern: String) -> Result<(), WitError> {
+        let channel = channel_of(channel);
+        if !self.ctx.manifest.may_subscribe(channel) {
+            return Err(self.deny("subscribe", channel, &pattern));
+        }
+        let Some(sub) = &self.ctx.subscriber else {
+            return Err(WitError::Failed(
+                "this plugin's world receives no messages".into(),
+            ));
+        };
+        sub.subscribe(channel, &pattern)
+            .map(drop)
+            .map_err(wit_error)
+    }
+
+    fn unsubscribe(&mut self, channel: WitChannel, pattern: String) -> Result<bool, WitError> {
+        let channel = channel_of(channel);
+        let Some(sub) = &self.ctx.subscriber else {
+            return Ok(false);
+        };
+        sub.unsubscribe(channel, &pattern).map_err(wit_error)
+    }
+
+    fn log(&mut self, level: LogLevel, message: String) {
+        let plugin = self.ctx.name();
+        match level {
+            LogLevel::Trace => tracing::trace!(plugin, "{message}"),
+            LogLevel::Debug => tracing::debug!(plugin, "{message}"),
+            LogLevel::Info => tracing::info!(plugin, "{message}"),
+            LogLevel::Warning => tracing::warn!(plugin, "{message}"),
+            LogLevel::Error => tracing::error!(plugin, "{message}"),
+        }
+    }
+
+    fn config(&mut self) -> String {
+        self.ctx.manifest.config_json()
+    }
+
+    fn plugin_name(&mut self) -> String {
+        self.ctx.name().to_owned()
+    }
+
+    fn now_ms(&mut self) -> u64 {
+        crate::bus::now_ms()
+    }
+}

@@ -1,0 +1,224 @@
+//! One live instance of a plugin: its `Store`, its world's bindings, and the
+//! calls into it, each under the manifest's time budget.
+
+use std::sync::Arc;
+
+use wasmtime::component::InstancePre;
+use wasmtime::Store;
+
+use super::bindings::escalator::exports::exesdb::plugin::escalator::Escalation;
+use super::bindings::wit_types::{Error as WitError, LogEntry as WitLogEntry, Message};
+use super::bindings::{escalator, formatter, subscriber};
+use super::host_impl::wit_channel;
+use super::manifest::World;
+use super::state::{PluginContext, PluginState};
+use super::{PluginError, EPOCH_TICK};
+use crate::messages::Envelope;
+
+enum Bindings {
+    Subscriber(subscriber::Subscriber),
+    Escalator(escalator::AlertEscalator),
+    Formatter(formatter::LogFormatter),
+}
+
+/// A plugin instance, initialised and ready for calls.
+pub(crate) struct Instance {
+    store: Store<PluginState>,
+    bindings: Bindings,
+    ticks: u64,
+}
+
+impl std::fmt::Debug for Instance {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Instance")
+            .field("ticks", &self.ticks)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The guest's own error text.
+pub(crate) fn error_text(e: &WitError) -> String {
+    match e {
+        WitError::Denied(s) => format!("denied: {s}"),
+        WitError::InvalidTopic(s) => format!("invalid topic: {s}"),
+        WitError::InvalidPayload(s) => format!("invalid payload: {s}"),
+        WitError::TooLarge(s) => format!("too large: {s}"),
+        WitError::Backpressure(s) => format!("backpressure: {s}"),
+        WitError::Failed(s) => s.clone(),
+    }
+}
+
+/// An envelope as the guest sees it.
+pub(crate) fn to_message(env: &Envelope) -> Message {
+    Message {
+        id: env.id.to_string(),
+        channel: wit_channel(env.channel),
+        topic: env.topic.clone(),
+        kind: env.kind.clone(),
+        timestamp_ms: env.timestamp_ms(),
+        node: env.node.clone(),
+        correlation_id: env.correlation_id.clone(),
+        causation_id: env.causation_id.clone(),
+        schema_version: env.schema_version,
+        payload: env.payload.to_string(),
+    }
+}
+
+impl Instance {
+    /// Instantiates and calls `init` with the manifest's config.
+    pub(crate) fn start(
+        engine: &wasmtime::Engine,
+        pre: &InstancePre<PluginState>,
+        ctx: Arc<PluginContext>,
+    ) -> Result<Instance, PluginError> {
+        let plugin = ctx.name().to_owned();
+        let world = ctx.manifest.world;
+        let ticks = ctx
+            .manifest
+            .limits
+            .call_timeout_ms
+            .div_ceil(EPOCH_TICK.as_millis() as u64)
+            + 1;
+        let mut store = Store::new(engine, PluginState::new(Arc::clone(&ctx))?);
+        store.limiter(|s| &mut s.limits);
+        store.set_epoch_deadline(ticks);
+        let inst_err = |e: wasmtime::Error| PluginError::Instantiate {
+            plugin: plugin.clone(),
+            message: format!("{e:#}"),
+        };
+        let bindings = match world {
+            World::Subscriber => Bindings::Subscriber(
+                subscriber::SubscriberPre::new(pre.clone())
+                    .and_then(|p| p.instantiate(&mut store))
+                    .map_err(inst_err)?,
+            ),
+            World::AlertEscalator => Bindings::Escalator(
+                escalator::AlertEscalatorPre::new(pre.clone())
+                    .and_then(|p| p.instantiate(&mut store))
+                    .map_err(inst_err)?,
+            ),
+            World::LogFormatter => Bindings::Formatter(
+                formatter::LogFormatterPre::new(pre.clone())
+                    .and_then(|p| p.instantiate(&mut store))
+                    .map_err(inst_err)?,
+            ),
+        };
+        let mut inst = Instance {
+            store,
+            bindings,
+            ticks,
+        };
+        let config = ctx.manifest.config_json();
+        let result = inst.call("init", |store, b| match b {
+            Bindings::Subscriber(s) => s.exesdb_plugin_handler().call_init(store, &config),
+            Bindings::Escalator(s) => s.exesdb_plugin_escalator().call_init(store, &config),
+            Bindings::Formatter(s) => s.exesdb_plugin_formatter().call_init(store, &config),
+        })?;
+        result.map_err(|e| PluginError::Init {
+            plugin,
+            message: error_text(&e),
+        })?;
+        Ok(inst)
+    }
+
+    /// Runs one export under the time budget; a trap becomes [`PluginError::Trap`].
+    fn call<R>(
+        &mut self,
+        name: &str,
+        f: impl FnOnce(&mut Store<PluginState>, &Bindings) -> wasmtime::Result<R>,
+    ) -> Result<R, PluginError> {
+        self.store.set_epoch_deadline(self.ticks);
+        let result = f(&mut self.store, &self.bindings);
+        result.map_err(|e| {
+            let ctx = &self.store.data().ctx;
+            let stderr = ctx.stderr.recent();
+            let mut message = format!("{e:#}");
+            if let Some(trap) = e.downcast_ref::<wasmtime::Trap>() {
+                if *trap == wasmtime::Trap::Interrupt {
+                    message = format!(
+                        "{message} (exceeded the {} ms call budget)",
+                        ctx.manifest.limits.call_timeout_ms
+                    );
+                }
+            }
+            if !stderr.is_empty() {
+                message = format!("{message}; stderr: {}", stderr.join(" | "));
+            }
+            PluginError::Trap {
+                plugin: ctx.name().to_owned(),
+                call: name.to_owned(),
+                message,
+            }
+        })
+    }
+
+    /// Delivers messages: one via `on-message`, several via `on-batch`.
+    /// Returns the failures as (index, error text).
+    pub(crate) fn deliver(
+        &mut self,
+        msgs: &[Arc<Envelope>],
+    ) -> Result<Vec<(usize, String)>, PluginError> {
+        if let [one] = msgs {
+            let m = to_message(one);
+            let r = self.call("on-message", |store, b| match b {
+                Bindings::Subscriber(s) => s.exesdb_plugin_handler().call_on_message(store, &m),
+                _ => unreachable!("deliver is only called on subscribers"),
+            })?;
+            return Ok(r
+                .err()
+                .map(|e| vec![(0, error_text(&e))])
+                .unwrap_or_default());
+        }
+        let batch: Vec<Message> = msgs.iter().map(|e| to_message(e)).collect();
+        let failures = self.call("on-batch", |store, b| match b {
+            Bindings::Subscriber(s) => s.exesdb_plugin_handler().call_on_batch(store, &batch),
+            _ => unreachable!("deliver is only called on subscribers"),
+        })?;
+        Ok(failures
+            .into_iter()
+            .map(|f| (f.index as usize, error_text(&f.error)))
+            .collect())
+    }
+
+    /// Hands one alert or ack to an escalator.
+    pub(crate) fn on_alert(
+        &mut self,
+        env: &Envelope,
+    ) -> Result<Result<Vec<Escalation>, String>, PluginError> {
+        let m = to_message(env);
+        let r = self.call("on-alert", |store, b| match b {
+            Bindings::Escalator(s) => s.exesdb_plugin_escalator().call_on_alert(store, &m),
+            _ => unreachable!("on_alert is only called on escalators"),
+        })?;
+        Ok(r.map_err(|e| error_text(&e)))
+    }
+
+    /// Lets an escalator act on time.
+    pub(crate) fn tick(
+        &mut self,
+        now_ms: u64,
+    ) -> Result<Result<Vec<Escalation>, String>, PluginError> {
+        let r = self.call("tick", |store, b| match b {
+            Bindings::Escalator(s) => s.exesdb_plugin_escalator().call_tick(store, now_ms),
+            _ => unreachable!("tick is only called on escalators"),
+        })?;
+        Ok(r.map_err(|e| error_text(&e)))
+    }
+
+    /// Formats one log entry.
+    pub(crate) fn format(&mut self, entry: &WitLogEntry) -> Result<String, PluginError> {
+        self.call("format", |store, b| match b {
+            Bindings::Formatter(s) => s.exesdb_plugin_formatter().call_format(store, entry),
+            _ => unreachable!("format is only called on formatters"),
+        })
+    }
+
+    /// Calls `shutdown` (subscribers and escalators), ignoring a trap.
+    pub(crate) fn shutdown(mut self) {
+        let _ = self.call("shutdown", |store, b| match b {
+            Bindings::Subscriber(s) => s.exesdb_plugin_handler().call_shutdown(store),
+            Bindings::Escalator(s) => s.exesdb_plugin_escalator().call_shutdown(store),
+            Bindings::Formatter(_) => Ok(()),
+        });
+    }
+}

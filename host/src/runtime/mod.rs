@@ -1,0 +1,140 @@
+//! The plugin runtime: one wasmtime [`Engine`] per process (component model,
+//! epoch interruption), components compiled once and pre-linked
+//! ([`InstancePre`]) against WASI p2 — with nothing granted unless the
+//! manifest grants it — and the `exesdb:plugin/host` interface.
+//!
+//! [`Plugins`] loads, runs and unloads plugins; each subscriber or escalator
+//! runs on its own thread fed from its bus inbox.
+
+mod bindings;
+mod capture;
+mod error;
+mod formatter;
+mod host_impl;
+mod instance;
+pub mod manifest;
+mod plugins;
+mod state;
+mod worker;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use wasmtime::component::{Component, InstancePre, Linker};
+use wasmtime::{Config, Engine};
+
+pub use error::PluginError;
+pub use formatter::FormatterPlugin;
+pub use manifest::{Manifest, World};
+pub use plugins::{PluginInfo, PluginState as PluginRunState, Plugins};
+
+use state::PluginState;
+
+/// Period of the epoch ticker; call budgets are counted in these ticks.
+pub const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// The engine, the linker and the epoch ticker.
+pub struct Runtime {
+    engine: Engine,
+    linker: Linker<PluginState>,
+    stop_ticker: Arc<AtomicBool>,
+}
+
+impl std::fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runtime").finish_non_exhaustive()
+    }
+}
+
+impl Runtime {
+    /// Creates the engine and linker and starts the epoch ticker thread.
+    ///
+    /// # Errors
+    /// [`PluginError::Engine`] if wasmtime cannot be configured here.
+    pub fn new() -> Result<Arc<Runtime>, PluginError> {
+        let mut config = Config::new();
+        config.wasm_component_model(true).epoch_interruption(true);
+        let engine = Engine::new(&config).map_err(PluginError::engine)?;
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(PluginError::engine)?;
+        bindings::host_api::add_to_linker::<_, wasmtime::component::HasSelf<PluginState>>(
+            &mut linker,
+            |s| s,
+        )
+        .map_err(PluginError::engine)?;
+        bindings::wit_types::add_to_linker::<_, wasmtime::component::HasSelf<PluginState>>(
+            &mut linker,
+            |s| s,
+        )
+        .map_err(PluginError::engine)?;
+        let stop_ticker = Arc::new(AtomicBool::new(false));
+        {
+            let engine = engine.weak();
+            let stop = Arc::clone(&stop_ticker);
+            std::thread::Builder::new()
+                .name("wasm-epoch".into())
+                .spawn(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        std::thread::sleep(EPOCH_TICK);
+                        match engine.upgrade() {
+                            Some(e) => e.increment_epoch(),
+                            None => break,
+                        }
+                    }
+                })
+                .map_err(|e| PluginError::engine(e.into()))?;
+        }
+        Ok(Arc::new(Runtime {
+            engine,
+            linker,
+            stop_ticker,
+        }))
+    }
+
+    /// The engine.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// Compiles component bytes.
+    pub(crate) fn compile(&self, plugin: &str, bytes: &[u8]) -> Result<Component, PluginError> {
+        Component::from_binary(&self.engine, bytes).map_err(|e| PluginError::Malformed {
+            plugin: plugin.to_owned(),
+            message: format!("{e:#}"),
+        })
+    }
+
+    /// Checks that `component` implements `world` and links it.
+    pub(crate) fn prepare(
+        &self,
+        plugin: &str,
+        world: World,
+        component: &Component,
+    ) -> Result<InstancePre<PluginState>, PluginError> {
+        let ty = component.component_type();
+        let exports: Vec<String> = ty
+            .exports(&self.engine)
+            .map(|(name, _)| name.to_owned())
+            .collect();
+        if !exports.iter().any(|e| e == world.export()) {
+            return Err(PluginError::WrongWorld {
+                plugin: plugin.to_owned(),
+                world,
+                exports,
+            });
+        }
+        self.linker
+            .instantiate_pre(component)
+            .map_err(|e| PluginError::Link {
+                plugin: plugin.to_owned(),
+                message: format!("{e:#}"),
+            })
+    }
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        self.stop_ticker.store(true, Ordering::Relaxed);
+    }
+}

@@ -1,0 +1,121 @@
+//! What each plugin instance's `Store` holds: its WASI context (nothing
+//! granted unless the manifest says so), its memory limiter, and the
+//! plugin's shared context (manifest, bus, subscriber, captured output).
+
+use std::sync::Arc;
+
+use wasmtime::component::ResourceTable;
+use wasmtime::{StoreLimits, StoreLimitsBuilder};
+use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxView, WasiView};
+
+use super::capture::Capture;
+use super::manifest::Manifest;
+use super::PluginError;
+use crate::bus::{Bus, Subscriber};
+use crate::messages::Envelope;
+
+/// State shared by every instance of one plugin.
+#[derive(Debug)]
+pub(crate) struct PluginContext {
+    pub(crate) manifest: Manifest,
+    pub(crate) bus: Bus,
+    /// The plugin's inbox (subscribers and escalators).
+    pub(crate) subscriber: Option<Arc<Subscriber>>,
+    pub(crate) handle: tokio::runtime::Handle,
+    pub(crate) stdout: Capture,
+    pub(crate) stderr: Capture,
+}
+
+impl PluginContext {
+    pub(crate) fn name(&self) -> &str {
+        &self.manifest.name
+    }
+
+    /// Publishes from synchronous code: waits (for `backpressure`
+    /// subscribers) when called outside the runtime, never waits inside it.
+    pub(crate) fn send(&self, env: Envelope) -> Result<(), crate::bus::BusError> {
+        let skip = self.subscriber.as_ref().map(|s| s.id());
+        if tokio::runtime::Handle::try_current().is_ok() {
+            return self.bus.publish_now(env).map(drop);
+        }
+        let fut = async {
+            match skip {
+                Some(id) => self.bus.broadcast_from(id, env).await,
+                None => self.bus.broadcast(env).await,
+            }
+        };
+        self.handle.block_on(fut).map(drop)
+    }
+
+    /// Publishes a typed report, logging (not returning) a failure.
+    pub(crate) fn report<K: crate::messages::MessageKind>(&self, topic: &str, payload: &K) {
+        let result = Envelope::typed(topic, payload, self.bus.node())
+            .map_err(crate::bus::BusError::from)
+            .and_then(|env| self.send(env));
+        if let Err(e) = result {
+            tracing::warn!(
+                plugin = self.name(),
+                "could not publish {} report: {e}",
+                K::KIND
+            );
+        }
+    }
+}
+
+/// The data of one instance's `Store`.
+pub(crate) struct PluginState {
+    pub(crate) ctx: Arc<PluginContext>,
+    wasi: WasiCtx,
+    table: ResourceTable,
+    pub(crate) limits: StoreLimits,
+}
+
+impl std::fmt::Debug for PluginState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PluginState")
+            .field("plugin", &self.ctx.name())
+            .finish_non_exhaustive()
+    }
+}
+
+impl PluginState {
+    /// A fresh state: WASI with only the manifest's grants, stdout/stderr captured.
+    pub(crate) fn new(ctx: Arc<PluginContext>) -> Result<PluginState, PluginError> {
+        let m = &ctx.manifest;
+        let mut b = WasiCtx::builder();
+        b.stdout(ctx.stdout.clone()).stderr(ctx.stderr.clone());
+        for var in &m.wasi.env {
+            if let Ok(value) = std::env::var(var) {
+                b.env(var, value);
+            }
+        }
+        for dir in &m.wasi.read_only_dirs {
+            let guest = dir.to_string_lossy();
+            b.preopened_dir(dir, guest.as_ref(), FsPerms::ReadOnly)
+                .map_err(|e| PluginError::Grant {
+                    plugin: m.name.clone(),
+                    message: format!("cannot preopen read-only dir {}: {e}", dir.display()),
+                })?;
+        }
+        let limits = StoreLimitsBuilder::new()
+            .memory_size(usize::try_from(m.limits.memory_mb * 1024 * 1024).unwrap_or(usize::MAX))
+            .trap_on_grow_failure(true)
+            .instances(100)
+            .build();
+        Ok(PluginState {
+            wasi: b.build(),
+            table: ResourceTable::new(),
+            limits,
+            ctx,
+        })
+    }
+}
+
+impl WasiView for PluginState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
