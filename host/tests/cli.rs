@@ -10,48 +10,88 @@ fn bin() -> Command {
     c
 }
 
-#[test]
-fn run_starts_and_stops_cleanly_on_sigterm() {
+/// Runs the host with `env`, waits for the "started" line, sends SIGTERM;
+/// returns (lines up to started, lines after, exit success).
+fn run_until_started(env: &[(&str, &str)]) -> (Vec<String>, Vec<String>, bool) {
     let mut child = bin()
-        .args(["run"])
-        .env("EXESDB_CONSOLE__FORMAT", "json")
+        .arg("run")
+        .envs(env.iter().copied())
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
     let stdout = child.stdout.take().unwrap();
     let mut lines = BufReader::new(stdout).lines();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let mut seen = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut before = Vec::new();
     for line in lines.by_ref() {
         let line = line.unwrap();
-        let v: serde_json::Value =
-            serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"));
-        let started = v["message"]
-            .as_str()
-            .unwrap_or("")
-            .contains("started on node");
-        seen.push(line);
+        let started = line.contains("started on node");
+        before.push(line);
         if started || Instant::now() > deadline {
             break;
         }
     }
-    assert!(
-        seen.iter()
-            .any(|l| l.contains("started on node exesdb@localhost")),
-        "{seen:#?}"
-    );
     let status = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
         .unwrap();
     assert!(status.success());
-    let rest: Vec<String> = lines.map(Result::unwrap).collect();
+    let after: Vec<String> = lines.map(Result::unwrap).collect();
     let exit = child.wait().unwrap();
-    assert!(exit.success(), "exit {exit:?}; output {rest:#?}");
-    assert!(rest.iter().any(|l| l.contains("stopping")), "{rest:#?}");
+    (before, after, exit.success())
+}
+
+#[test]
+fn run_loads_the_bundled_plugins_and_stops_cleanly_on_sigterm() {
+    let (before, after, ok) = run_until_started(&[("EXESDB_CONSOLE__FORMAT", "json")]);
+    assert!(ok, "exit status; output {before:#?} {after:#?}");
+    for line in before.iter().chain(&after) {
+        serde_json::from_str::<serde_json::Value>(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+    }
+    for plugin in ["health-console", "alert-escalator", "json-log-formatter"] {
+        assert!(
+            before
+                .iter()
+                .any(|l| l.contains(&format!("PLUGIN LOADED: {plugin}"))),
+            "{before:#?}"
+        );
+    }
     assert!(
-        rest.iter().any(|l| l.contains("exesdb_host stopped")),
-        "{rest:#?}"
+        before
+            .last()
+            .unwrap()
+            .contains("started on node exesdb@localhost"),
+        "{before:#?}"
+    );
+    assert!(after.iter().any(|l| l.contains("stopping")), "{after:#?}");
+    assert!(
+        after
+            .iter()
+            .any(|l| l.contains("PLUGIN UNLOADED: health-console")),
+        "{after:#?}"
+    );
+    assert!(
+        after.last().unwrap().contains("exesdb_host stopped"),
+        "{after:#?}"
+    );
+}
+
+#[test]
+fn console_lines_can_come_from_a_formatter_plugin() {
+    let (before, after, ok) =
+        run_until_started(&[("EXESDB_CONSOLE__FORMAT", "plugin:json-log-formatter")]);
+    assert!(ok);
+    // Once the formatter is loaded, lines are its JSON (key order: timestamp first).
+    let started = before.last().unwrap();
+    assert!(started.starts_with("{\"timestamp\":"), "{started}");
+    let v: serde_json::Value = serde_json::from_str(started).unwrap();
+    assert_eq!(v["level"], "info");
+    assert_eq!(v["node"], "exesdb@localhost");
+    assert!(
+        after
+            .iter()
+            .any(|l| l.starts_with("{\"timestamp\":") && l.contains("stopping")),
+        "{after:#?}"
     );
 }
 

@@ -27,7 +27,7 @@ use wasmtime::{Config, Engine};
 pub use error::PluginError;
 pub use formatter::FormatterPlugin;
 pub use manifest::{Manifest, World};
-pub use plugins::{PluginInfo, PluginState as PluginRunState, Plugins};
+pub use plugins::{bench_support, PluginInfo, PluginState as PluginRunState, Plugins};
 
 use state::PluginState;
 

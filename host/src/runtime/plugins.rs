@@ -301,3 +301,43 @@ impl Drop for Plugins {
         }
     }
 }
+
+/// Measurement hooks for the benchmarks; not a stable API.
+#[doc(hidden)]
+pub mod bench_support {
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    use super::{Capture, Instance, Manifest, PluginContext, PluginError, Runtime};
+    use crate::bus::Bus;
+
+    /// Average time to instantiate a compiled, pre-linked component and
+    /// call its `init`, over `iterations`. Call inside a tokio runtime.
+    ///
+    /// # Errors
+    /// Any load failure.
+    pub fn instantiate_time(
+        runtime: &Runtime,
+        bus: &Bus,
+        manifest: Manifest,
+        wasm: &[u8],
+        iterations: u32,
+    ) -> Result<Duration, PluginError> {
+        let component = runtime.compile(&manifest.name, wasm)?;
+        let pre = runtime.prepare(&manifest.name, manifest.world, &component)?;
+        let ctx = Arc::new(PluginContext {
+            stdout: Capture::new(&manifest.name, "stdout"),
+            stderr: Capture::new(&manifest.name, "stderr"),
+            bus: bus.clone(),
+            subscriber: None,
+            handle: tokio::runtime::Handle::current(),
+            manifest,
+        });
+        drop(Instance::start(runtime.engine(), &pre, Arc::clone(&ctx))?);
+        let start = Instant::now();
+        for _ in 0..iterations {
+            drop(Instance::start(runtime.engine(), &pre, Arc::clone(&ctx))?);
+        }
+        Ok(start.elapsed() / iterations.max(1))
+    }
+}

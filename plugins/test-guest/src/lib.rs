@@ -62,6 +62,7 @@ enum Mode {
     Forbidden,
     InitFail,
     Stderr,
+    Probe,
 }
 
 impl Mode {
@@ -77,6 +78,7 @@ impl Mode {
         ("forbidden", Mode::Forbidden),
         ("init-fail", Mode::InitFail),
         ("stderr", Mode::Stderr),
+        ("probe", Mode::Probe),
     ];
 
     fn parse(name: &str) -> Result<Mode, Error> {
@@ -100,6 +102,9 @@ impl Mode {
 struct Config {
     mode: Option<String>,
     n: Option<u64>,
+    /// Files `probe` tries to read.
+    #[serde(default)]
+    paths: Vec<String>,
 }
 
 /// Per-instance state.
@@ -112,6 +117,8 @@ struct State {
     count: u64,
     /// The plugin's name, fetched from the host on first use.
     name: Option<String>,
+    /// Files `probe` tries to read.
+    paths: Vec<String>,
 }
 
 thread_local! {
@@ -148,6 +155,7 @@ impl Guest for TestGuest {
                 n,
                 count: 0,
                 name: None,
+                paths: config.paths.clone(),
             }
         });
         Ok(())
@@ -208,6 +216,7 @@ fn handle(message: &Message, batch: bool) -> Result<(), Error> {
             }
         }
         Mode::Forbidden => grant_check(),
+        Mode::Probe => probe(),
         Mode::Stderr => {
             eprintln!("test-guest stderr: {}", message.id);
             println!("test-guest stdout: {}", message.id);
@@ -259,6 +268,32 @@ fn outcome(result: &Result<(), Error>) -> String {
         Err(Error::Denied(text)) => format!("denied: {text}"),
         Err(other) => format!("{other:?}"),
     }
+}
+
+/// Reports what the sandbox lets the guest see: environment variable names,
+/// the outcome of reading each configured path, and stdin.
+fn probe() -> Result<(), Error> {
+    let env: Vec<String> = std::env::vars().map(|(k, _)| k).collect();
+    let paths = STATE.with_borrow(|s| s.paths.clone());
+    let files: serde_json::Map<String, serde_json::Value> = paths
+        .iter()
+        .map(|p| {
+            let outcome = match std::fs::read_to_string(p) {
+                Ok(text) => format!("ok:{}", text.trim()),
+                Err(e) => format!("err:{:?}", e.kind()),
+            };
+            (p.clone(), outcome.into())
+        })
+        .collect();
+    let mut input = String::new();
+    let stdin = match std::io::Read::read_to_string(&mut std::io::stdin(), &mut input) {
+        Ok(n) => format!("ok:{n}"),
+        Err(e) => format!("err:{:?}", e.kind()),
+    };
+    report(
+        "custom.probe",
+        json!({ "env": env, "files": files, "stdin": stdin }),
+    )
 }
 
 /// Spins forever in a way the optimiser cannot remove.
