@@ -11,12 +11,16 @@
 
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::bus::{Bus, BusError};
 use crate::config::{Config, ConsoleFormat};
+use crate::health::{HealthTracker, Reporter};
 use crate::integration::Integration;
+use crate::logging::format;
 use crate::messages::alerts::{AlertCategory, Severity};
 use crate::messages::system::LifecycleEvent;
+use crate::metrics::MetricsCollector;
 use crate::runtime::{Manifest, PluginError, Plugins, Runtime};
 
 /// Name under which the host announces its lifecycle.
@@ -45,6 +49,7 @@ pub struct Host {
     bus: Bus,
     integration: Integration,
     plugins: Arc<Plugins>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl Host {
@@ -62,9 +67,43 @@ impl Host {
         if let Some(logging) = crate::logging::installed() {
             logging.bridge.attach(&bus);
         }
+        let store = config.stores.default.clone();
+        let health = HealthTracker::new(&store, config.health_monitoring.clone(), bus.clone());
+        let metrics = MetricsCollector::new(&store, bus.clone());
         let runtime = Runtime::new()?;
-        let plugins = Arc::new(Plugins::new(runtime, bus.clone(), config.plugins.max_batch));
+        let plugins = Arc::new(Plugins::with_monitoring(
+            runtime,
+            bus.clone(),
+            config.plugins.max_batch,
+            Arc::clone(&health),
+            Arc::clone(&metrics),
+        ));
         load_plugins(&config, &plugins, &integration).await;
+        let mut tasks = Vec::new();
+        if config.health_monitoring.enabled {
+            tracing::info!(class = "success", "{}", format::subscribed_health(&store));
+            let reporter = Reporter {
+                tracker: health,
+                bus: bus.clone(),
+                plugins: Arc::clone(&plugins),
+                disk_path: std::env::current_dir().unwrap_or_else(|_| "/".into()),
+            };
+            tasks.push(tokio::spawn(reporter.run(Duration::from_millis(
+                config.health_monitoring.check_interval,
+            ))));
+        }
+        if config.metrics.enabled {
+            tracing::info!(class = "success", "{}", format::subscribed_metrics(&store));
+            let every = Duration::from_millis(config.metrics.interval_ms);
+            tasks.push(tokio::spawn(async move {
+                let mut tick = tokio::time::interval(every);
+                tick.tick().await;
+                loop {
+                    tick.tick().await;
+                    metrics.publish();
+                }
+            }));
+        }
         integration
             .broadcast_system_lifecycle(LifecycleEvent::Started, SYSTEM_NAME, VERSION)
             .await?;
@@ -78,6 +117,7 @@ impl Host {
             bus,
             integration,
             plugins,
+            tasks,
         })
     }
 
@@ -113,6 +153,9 @@ impl Host {
         tracing::info!(class = "failure", "🔴 {SYSTEM_NAME} stopping");
         if let Some(logging) = crate::logging::installed() {
             *logging.formatter.write() = None;
+        }
+        for task in &self.tasks {
+            task.abort();
         }
         self.plugins.unload_all().await;
         if let Some(logging) = crate::logging::installed() {

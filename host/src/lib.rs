@@ -8,10 +8,12 @@
 pub mod bus;
 pub mod cli;
 pub mod config;
+pub mod health;
 pub mod host;
 pub mod integration;
 pub mod logging;
 pub mod messages;
+pub mod metrics;
 pub mod runtime;
 
 /// Paths and bytes of the plugins built from `plugins/` by the build script.

@@ -244,7 +244,7 @@ async fn every_handled_message_is_counted_and_none_fails() {
     }
     let custom = Envelope::new(
         Channel::Health,
-        "custom_probe:x",
+        "component_health:custom_probe",
         "custom.probe",
         json!({ "anything": [1, 2, 3] }),
         bus.node(),
@@ -252,7 +252,7 @@ async fn every_handled_message_is_counted_and_none_fails() {
     bus.broadcast(custom).await.unwrap();
     let custom_metric = Envelope::new(
         Channel::Metrics,
-        "custom_metric:x",
+        "store_metrics:custom",
         "custom.metric",
         json!("not an object"),
         bus.node(),

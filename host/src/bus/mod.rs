@@ -78,6 +78,9 @@ pub struct BusConfig {
     pub backpressure_timeout: Duration,
     /// Largest accepted JSON payload, in bytes.
     pub max_payload_bytes: usize,
+    /// Count messages published per channel (one relaxed atomic add per
+    /// publish), for the metrics collector.
+    pub count_published: bool,
 }
 
 impl Default for BusConfig {
@@ -87,6 +90,7 @@ impl Default for BusConfig {
             inbox_capacity: 1024,
             backpressure_timeout: Duration::from_secs(5),
             max_payload_bytes: 1 << 20,
+            count_published: true,
         }
     }
 }
@@ -128,6 +132,7 @@ pub(crate) struct BusInner {
     config: BusConfig,
     registry: RwLock<Registry>,
     next_id: AtomicU64,
+    published: [AtomicU64; 10],
 }
 
 /// The PubSub bus. Cheap to clone; all clones are the same bus.
@@ -144,6 +149,7 @@ impl Bus {
                 config,
                 registry: RwLock::new(Registry::default()),
                 next_id: AtomicU64::new(1),
+                published: Default::default(),
             }),
         }
     }
@@ -324,6 +330,9 @@ impl Bus {
     ) -> Result<(Delivery, Vec<Target>), BusError> {
         validate_topic(&env.topic)?;
         messages::validate(env, self.inner.config.max_payload_bytes)?;
+        if self.inner.config.count_published {
+            self.inner.published[env.channel.index()].fetch_add(1, Ordering::Relaxed);
+        }
         let now = now_ms();
         let mut delivery = Delivery::default();
         let mut waiting = Vec::new();
@@ -378,6 +387,12 @@ impl Bus {
             .subscribers
             .get(&id)
             .map(|e| stats_of(id, e))
+    }
+
+    /// Messages accepted for publication on `channel` since the bus started
+    /// (0 when `count_published` is off).
+    pub fn published(&self, channel: Channel) -> u64 {
+        self.inner.published[channel.index()].load(Ordering::Relaxed)
     }
 
     /// Number of live subscribers.

@@ -13,8 +13,8 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 pub use sections::{
-    BusSection, ColorMode, ConsoleConfig, ConsoleFormat, HealthMonitoring, NodeConfig,
-    PluginsConfig,
+    BusSection, ColorMode, ConsoleConfig, ConsoleFormat, HealthMonitoring, MetricsConfig,
+    NodeConfig, PluginsConfig, StoresConfig,
 };
 
 /// The embedded default configuration, with a comment on every key.
@@ -37,6 +37,10 @@ pub struct Config {
     pub health_monitoring: HealthMonitoring,
     /// `[plugins]`
     pub plugins: PluginsConfig,
+    /// `[metrics]`
+    pub metrics: MetricsConfig,
+    /// `[stores]`
+    pub stores: StoresConfig,
 }
 
 /// Why a configuration could not be loaded.
@@ -194,6 +198,15 @@ impl Config {
                 "must not be less than cooldown_ms",
             ));
         }
+        if self.metrics.interval_ms < 10 {
+            return Err(invalid("metrics.interval_ms", "must be at least 10 (ms)"));
+        }
+        if self.stores.default.is_empty() || self.stores.default.contains([':', ' ']) {
+            return Err(invalid(
+                "stores.default",
+                "must be a non-empty name without `:` or spaces",
+            ));
+        }
         if self.plugins.max_batch == 0 {
             return Err(invalid("plugins.max_batch", "must be at least 1"));
         }
@@ -214,6 +227,7 @@ impl Config {
                 self.bus.backpressure_timeout_ms,
             ),
             max_payload_bytes: self.bus.max_payload_bytes,
+            count_published: self.metrics.enabled,
         }
     }
 }

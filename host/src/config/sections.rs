@@ -130,3 +130,22 @@ pub struct PluginsConfig {
     /// Most messages per `on-batch` call.
     pub max_batch: usize,
 }
+
+/// `[metrics]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Collect and publish metrics.
+    pub enabled: bool,
+    /// How often metrics are published, in ms.
+    pub interval_ms: u64,
+}
+
+/// `[stores]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoresConfig {
+    /// The store that exists from the start; plugins' subscriptions are
+    /// tracked under it.
+    pub default: String,
+}

@@ -25,6 +25,7 @@ pub mod logging;
 pub mod metrics;
 pub mod security;
 pub mod system;
+pub mod tracking;
 
 use std::collections::HashMap;
 use std::sync::OnceLock;
@@ -101,6 +102,7 @@ fn registry() -> &'static HashMap<&'static str, (Channel, Validator)> {
             diagnostics::KINDS,
             security::KINDS,
             logging::KINDS,
+            tracking::KINDS,
         ]
         .into_iter()
         .flatten()
@@ -197,7 +199,7 @@ mod tests {
     #[test]
     fn every_spec_kind_is_registered_on_its_channel() {
         let kinds = spec_kinds();
-        assert_eq!(kinds.len(), 28, "{kinds:?}");
+        assert_eq!(kinds.len(), 31, "{kinds:?}");
         assert_eq!(channel_of("NodeHealth"), Some(Channel::Health));
         assert_eq!(channel_of("AlertEscalation"), Some(Channel::Alerts));
         assert_eq!(channel_of("LogRotation"), Some(Channel::Logging));

@@ -17,7 +17,9 @@ use super::state::PluginContext;
 use super::worker::{lifecycle, Worker};
 use super::{PluginError, Runtime};
 use crate::bus::{Bus, SubscriberId};
+use crate::health::{HealthInput, HealthTracker};
 use crate::messages::lifecycle::ProcessEvent;
+use crate::metrics::MetricsCollector;
 
 /// Run state of a plugin.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -72,6 +74,8 @@ pub struct Plugins {
     max_batch: usize,
     handle: tokio::runtime::Handle,
     slots: Mutex<BTreeMap<String, Slot>>,
+    health: Arc<HealthTracker>,
+    metrics: Arc<MetricsCollector>,
 }
 
 impl std::fmt::Debug for Plugins {
@@ -88,13 +92,46 @@ impl Plugins {
     /// # Panics
     /// Outside a tokio runtime.
     pub fn new(runtime: Arc<Runtime>, bus: Bus, max_batch: usize) -> Plugins {
+        let config = crate::config::Config::default();
+        let health = HealthTracker::new(
+            &config.stores.default,
+            config.health_monitoring,
+            bus.clone(),
+        );
+        let metrics = MetricsCollector::new(&config.stores.default, bus.clone());
+        Self::with_monitoring(runtime, bus, max_batch, health, metrics)
+    }
+
+    /// An empty set whose plugins report to `health` and `metrics`.
+    ///
+    /// # Panics
+    /// Outside a tokio runtime.
+    pub fn with_monitoring(
+        runtime: Arc<Runtime>,
+        bus: Bus,
+        max_batch: usize,
+        health: Arc<HealthTracker>,
+        metrics: Arc<MetricsCollector>,
+    ) -> Plugins {
         Plugins {
             runtime,
             bus,
             max_batch: max_batch.max(1),
             handle: tokio::runtime::Handle::current(),
             slots: Mutex::default(),
+            health,
+            metrics,
         }
+    }
+
+    /// The health tracker the plugins report to.
+    pub fn health(&self) -> &Arc<HealthTracker> {
+        &self.health
+    }
+
+    /// The metrics collector the plugins report to.
+    pub fn metrics(&self) -> &Arc<MetricsCollector> {
+        &self.metrics
     }
 
     /// Loads `<manifest>` and the component it names.
@@ -143,6 +180,28 @@ impl Plugins {
         if self.slots.lock().contains_key(&name) {
             return Err(PluginError::Duplicate { plugin: name });
         }
+        let tracked = manifest.world != World::LogFormatter;
+        if tracked {
+            self.health.record(&name, HealthInput::RegistrationStarted);
+        }
+        let result = self.load_new(manifest, wasm);
+        if tracked {
+            match &result {
+                Ok(_) => self
+                    .health
+                    .record(&name, HealthInput::RegistrationSucceeded),
+                Err(e) => {
+                    self.health
+                        .record(&name, HealthInput::RegistrationFailed(e.to_string()));
+                    self.health.remove(&name);
+                }
+            }
+        }
+        result
+    }
+
+    fn load_new(&self, manifest: Manifest, wasm: &[u8]) -> Result<PluginInfo, PluginError> {
+        let name = manifest.name.clone();
         let component = self.runtime.compile(&name, wasm)?;
         let pre = self.runtime.prepare(&name, manifest.world, &component)?;
         let subscriber = match manifest.world {
@@ -198,6 +257,8 @@ impl Plugins {
                     engine: self.runtime.engine().clone(),
                     info: Arc::clone(&info),
                     max_batch,
+                    health: Arc::clone(&self.health),
+                    metrics: self.metrics.register(&name),
                 };
                 let thread = std::thread::Builder::new()
                     .name(format!("plugin-{name}"))

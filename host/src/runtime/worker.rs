@@ -14,11 +14,13 @@ use super::manifest::World;
 use super::plugins::{PluginInfo, PluginState as RunState};
 use super::state::{PluginContext, PluginState};
 use super::PluginError;
+use crate::health::{Gate, HealthInput, HealthTracker};
 use crate::integration::topics;
 use crate::messages::alerts::{AlertEscalation, EscalationLevel};
 use crate::messages::diagnostics::DebugTrace;
 use crate::messages::lifecycle::{ProcessEvent, ProcessLifecycle};
 use crate::messages::Envelope;
+use crate::metrics::SubscriptionMetrics;
 
 /// First wait before re-instantiating after a failed restart.
 const FIRST_BACKOFF: Duration = Duration::from_millis(50);
@@ -32,7 +34,12 @@ pub(crate) struct Worker {
     pub(crate) engine: wasmtime::Engine,
     pub(crate) info: Arc<Mutex<PluginInfo>>,
     pub(crate) max_batch: usize,
+    pub(crate) health: Arc<HealthTracker>,
+    pub(crate) metrics: Arc<SubscriptionMetrics>,
 }
+
+/// Longest sleep while a breaker is open, so unloads are noticed promptly.
+const OPEN_POLL: Duration = Duration::from_millis(50);
 
 /// Publishes a `ProcessLifecycle` event for a plugin.
 pub(crate) fn lifecycle(
@@ -86,6 +93,7 @@ impl Worker {
                             self.ctx.name()
                         );
                         lifecycle(&self.ctx, ProcessEvent::Restarted, None, restarts);
+                        self.health.record(self.ctx.name(), HealthInput::Restarted);
                         instance = Some(i);
                         backoff = FIRST_BACKOFF;
                     }
@@ -105,15 +113,25 @@ impl Worker {
                     }
                 }
             }
+            let max = match self.health.gate(self.ctx.name()) {
+                Gate::Deliver => self.max_batch,
+                Gate::Trial => 1,
+                Gate::Wait(d) => {
+                    // Open breaker: leave messages in the inbox.
+                    if sub.is_closed() {
+                        break;
+                    }
+                    std::thread::sleep(d.min(OPEN_POLL));
+                    continue;
+                }
+            };
             buf.clear();
             let got = self.ctx.handle.block_on(async {
                 match next_tick {
-                    Some(at) => {
-                        tokio::time::timeout_at(at.into(), sub.recv_many(&mut buf, self.max_batch))
-                            .await
-                            .ok()
-                    }
-                    None => Some(sub.recv_many(&mut buf, self.max_batch).await),
+                    Some(at) => tokio::time::timeout_at(at.into(), sub.recv_many(&mut buf, max))
+                        .await
+                        .ok(),
+                    None => Some(sub.recv_many(&mut buf, max).await),
                 }
             });
             let inst = instance.as_mut().expect("instance present");
@@ -146,21 +164,39 @@ impl Worker {
     }
 
     fn deliver(&self, inst: &mut Instance, buf: &[Arc<Envelope>]) -> Result<(), PluginError> {
-        match inst.deliver(buf) {
+        let started = Instant::now();
+        let result = inst.deliver(buf);
+        self.metrics.call_time.record(started.elapsed());
+        match result {
             Ok(failures) => {
                 self.count(buf.len() - failures.len(), failures.len());
-                for (i, err) in failures {
-                    if let Some(env) = buf.get(i) {
-                        tracing::warn!(
-                            plugin = self.ctx.name(),
-                            "plugin {} failed message {} ({}): {err}",
-                            self.ctx.name(),
-                            env.id,
-                            env.topic
-                        );
+                let now = chrono::Utc::now();
+                let failed: std::collections::HashMap<usize, String> =
+                    failures.into_iter().collect();
+                let mut ok_run = 0;
+                for (i, env) in buf.iter().enumerate() {
+                    match failed.get(&i) {
+                        None => {
+                            ok_run += 1;
+                            let latency = (now - env.timestamp).to_std().unwrap_or_default();
+                            self.metrics.latency.record(latency);
+                        }
+                        Some(err) => {
+                            self.flush_ok(&mut ok_run);
+                            tracing::warn!(
+                                plugin = self.ctx.name(),
+                                "plugin {} failed message {} ({}): {err}",
+                                self.ctx.name(),
+                                env.id,
+                                env.topic
+                            );
+                            self.info.lock().last_error = Some(err.clone());
+                            self.health
+                                .record(self.ctx.name(), HealthInput::DeliveryFailed(err.clone()));
+                        }
                     }
-                    self.info.lock().last_error = Some(err);
                 }
+                self.flush_ok(&mut ok_run);
                 Ok(())
             }
             Err(e) => {
@@ -170,15 +206,29 @@ impl Worker {
         }
     }
 
+    /// Reports a run of successful deliveries to the health tracker.
+    fn flush_ok(&self, run: &mut u64) {
+        if *run > 0 {
+            self.health
+                .record(self.ctx.name(), HealthInput::Delivered(*run));
+            *run = 0;
+        }
+    }
+
     fn alerts(&self, inst: &mut Instance, buf: &[Arc<Envelope>]) -> Result<(), PluginError> {
         for (i, env) in buf.iter().enumerate() {
             if env.kind != "SystemAlert" && env.kind != "AlertAck" {
                 continue;
             }
-            match inst.on_alert(env) {
+            let started = Instant::now();
+            let result = inst.on_alert(env);
+            self.metrics.call_time.record(started.elapsed());
+            match result {
                 Ok(Ok(escalations)) => {
-                    self.count(1, 0);
                     self.publish_escalations(escalations, Some(env));
+                    self.count(1, 0);
+                    self.health
+                        .record(self.ctx.name(), HealthInput::Delivered(1));
                 }
                 Ok(Err(err)) => {
                     self.count(0, 1);
@@ -188,10 +238,16 @@ impl Worker {
                         self.ctx.name(),
                         env.id
                     );
-                    self.info.lock().last_error = Some(err);
+                    self.info.lock().last_error = Some(err.clone());
+                    self.health
+                        .record(self.ctx.name(), HealthInput::DeliveryFailed(err));
                 }
                 Err(e) => {
-                    self.count(0, buf.len() - i);
+                    let relevant = buf[i..]
+                        .iter()
+                        .filter(|e| e.kind == "SystemAlert" || e.kind == "AlertAck")
+                        .count();
+                    self.count(0, relevant);
                     return Err(e);
                 }
             }
@@ -268,6 +324,8 @@ impl Worker {
             plugin = self.ctx.name(),
             "💥 PLUGIN CRASHED: {e}"
         );
+        self.health
+            .record(self.ctx.name(), HealthInput::Trap(e.to_string()));
         lifecycle(
             &self.ctx,
             ProcessEvent::Crashed,
