@@ -5,6 +5,9 @@
 //! - 1 → 1: one publisher, one exact subscriber (baseline: bounded `mpsc`).
 //! - 1 → 100: one publisher, 100 subscribers (baseline: `broadcast` with 100 receivers).
 //! - 1 → 1 with 10,000 non-matching pattern subscriptions present (baseline: `mpsc`).
+//! - Metrics cost: 1 → 1 with metrics on (the bus's publish counter plus a
+//!   latency histogram record per delivered message, as plugin workers do)
+//!   against metrics off.
 //!
 //! Messages are pre-built `Arc<Envelope>`s, so the figures measure routing,
 //! validation and inbox hand-off, not JSON building. Set `BENCH_MESSAGES`
@@ -15,6 +18,7 @@ use std::time::{Duration, Instant};
 
 use exesdb_host::bus::{Bus, BusConfig, Channel, OverflowPolicy, SubscriberOptions};
 use exesdb_host::messages::Envelope;
+use exesdb_host::metrics::histogram::LatencyHistogram;
 
 const CAPACITY: usize = 65_536;
 
@@ -35,17 +39,22 @@ fn envelope(topic: &str) -> Arc<Envelope> {
     ))
 }
 
-fn bus() -> Bus {
+fn bus(metrics: bool) -> Bus {
     Bus::new(BusConfig {
         inbox_capacity: CAPACITY,
         backpressure_timeout: Duration::from_secs(60),
+        count_published: metrics,
         ..BusConfig::default()
     })
 }
 
 /// Publishes `n` messages to `subs` subscribers; returns deliveries/s.
 async fn run_bus(n: usize, subs: usize, patterns: usize) -> f64 {
-    let bus = bus();
+    run_bus_with(n, subs, patterns, false).await
+}
+
+async fn run_bus_with(n: usize, subs: usize, patterns: usize, metrics: bool) -> f64 {
+    let bus = bus(metrics);
     let env = envelope("bench_store:stream");
     let mut keep = Vec::new();
     for i in 0..patterns {
@@ -67,12 +76,20 @@ async fn run_bus(n: usize, subs: usize, patterns: usize) -> f64 {
             .unwrap();
         s.subscribe(Channel::Events, "bench_store:stream").unwrap();
         consumers.push(tokio::spawn(async move {
+            let histogram = LatencyHistogram::new();
             let mut buf = Vec::with_capacity(1024);
             let mut got = 0;
             while got < n {
                 buf.clear();
                 got += s.recv_many(&mut buf, 1024).await;
+                if metrics {
+                    let now = chrono::Utc::now();
+                    for env in &buf {
+                        histogram.record((now - env.timestamp).to_std().unwrap_or_default());
+                    }
+                }
             }
+            histogram.snapshot().count
         }));
     }
     let start = Instant::now();
@@ -162,5 +179,10 @@ fn main() {
         report("1 -> 100", b, m, "tokio broadcast");
         let (b, m) = (run_bus(n, 1, 10_000).await, run_mpsc(n).await);
         report("1 -> 1, 10k patterns present", b, m, "tokio mpsc");
+        let (on, off) = (
+            run_bus_with(n, 1, 0, true).await,
+            run_bus_with(n, 1, 0, false).await,
+        );
+        report("1 -> 1, metrics on", on, off, "metrics off");
     });
 }

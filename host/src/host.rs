@@ -97,6 +97,7 @@ impl Host {
             let every = Duration::from_millis(config.metrics.interval_ms);
             tasks.push(tokio::spawn(async move {
                 let mut tick = tokio::time::interval(every);
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                 tick.tick().await;
                 loop {
                     tick.tick().await;

@@ -162,7 +162,11 @@ impl MetricsCollector {
                 operation: "events".into(),
                 count: f.delta,
                 duration_ms: f.elapsed.as_millis() as u64,
-                rate_per_sec: f.events_per_second,
+                rate_per_sec: if f.elapsed.is_zero() {
+                    0.0
+                } else {
+                    f.delta as f64 / f.elapsed.as_secs_f64()
+                },
             },
         );
         for s in f.subscriptions.iter().filter(|s| !s.latency.is_empty()) {

@@ -169,7 +169,7 @@ impl Worker {
         self.metrics.call_time.record(started.elapsed());
         match result {
             Ok(failures) => {
-                self.count(buf.len() - failures.len(), failures.len());
+                let (ok, failed_n) = (buf.len() - failures.len(), failures.len());
                 let now = chrono::Utc::now();
                 let failed: std::collections::HashMap<usize, String> =
                     failures.into_iter().collect();
@@ -197,6 +197,8 @@ impl Worker {
                     }
                 }
                 self.flush_ok(&mut ok_run);
+                // Last: a visible count means latencies and health are recorded.
+                self.count(ok, failed_n);
                 Ok(())
             }
             Err(e) => {
