@@ -42,14 +42,20 @@ fn wasm() -> Vec<u8> {
     std::fs::read(exesdb_host::artifacts::TEST_GUEST_WASM).unwrap()
 }
 
-fn envelope() -> Arc<Envelope> {
-    Arc::new(Envelope::new(
-        Channel::Events,
-        "bench:stream",
-        "custom.bench",
-        serde_json::json!({"n": 1, "data": "a 208-byte-ish payload is typical of store events"}),
-        "bench",
-    ))
+/// `n` distinct messages, built before timing (each plugin delivery renders
+/// its message's JSON; reusing one envelope would hide that cost).
+fn envelopes(n: usize) -> Vec<Arc<Envelope>> {
+    (0..n)
+        .map(|i| {
+            Arc::new(Envelope::new(
+                Channel::Events,
+                "bench:stream",
+                "custom.bench",
+                serde_json::json!({"n": i, "data": "a 208-byte-ish payload is typical of store events"}),
+                "bench",
+            ))
+        })
+        .collect()
 }
 
 async fn plugin_rate(runtime: &Arc<Runtime>, n: usize, max_batch: usize) -> f64 {
@@ -57,10 +63,10 @@ async fn plugin_rate(runtime: &Arc<Runtime>, n: usize, max_batch: usize) -> f64 
     let plugins = Plugins::new(Arc::clone(runtime), bus.clone(), max_batch);
     let name = format!("noop-{max_batch}");
     plugins.load(manifest(&name, max_batch), &wasm()).unwrap();
-    let env = envelope();
+    let envs = envelopes(n);
     let start = Instant::now();
-    for _ in 0..n {
-        bus.broadcast(Arc::clone(&env)).await.unwrap();
+    for env in envs {
+        bus.broadcast(env).await.unwrap();
     }
     while plugins.status(&name).unwrap().delivered < n as u64 {
         tokio::time::sleep(Duration::from_micros(200)).await;
@@ -82,10 +88,10 @@ async fn native_rate(n: usize) -> f64 {
             got += sub.recv_many(&mut buf, 256).await;
         }
     });
-    let env = envelope();
+    let envs = envelopes(n);
     let start = Instant::now();
-    for _ in 0..n {
-        bus.broadcast(Arc::clone(&env)).await.unwrap();
+    for env in envs {
+        bus.broadcast(env).await.unwrap();
     }
     consumer.await.unwrap();
     n as f64 / start.elapsed().as_secs_f64()

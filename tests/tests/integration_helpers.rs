@@ -239,8 +239,10 @@ async fn broadcast_health_update() {
         got.last_check,
         "RFC 3339, UTC, milliseconds"
     );
+    // last_check has millisecond precision; the envelopes' clocks are exact.
     assert!(
-        before.timestamp <= checked.timestamp && checked.timestamp <= sent.timestamp,
+        before.timestamp_ms() <= checked.timestamp_ms()
+            && checked.timestamp_ms() <= sent.timestamp_ms(),
         "last_check {} is not between {} and {}",
         got.last_check,
         before.timestamp_rfc3339(),

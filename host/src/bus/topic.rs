@@ -51,11 +51,27 @@ fn check_common(s: &str) -> Result<(), TopicError> {
             topic: s.chars().take(32).collect(),
         });
     }
-    if s.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(TopicError::BadCharacter(s.to_owned()));
+    // One pass over the bytes for the common (ASCII) case.
+    let bytes = s.as_bytes();
+    let mut prev_colon = true;
+    for &b in bytes {
+        if b.is_ascii_whitespace() || b.is_ascii_control() || b == 0x0b {
+            return Err(TopicError::BadCharacter(s.to_owned()));
+        }
+        if b == b':' {
+            if prev_colon {
+                return Err(TopicError::EmptySegment(s.to_owned()));
+            }
+            prev_colon = true;
+        } else {
+            prev_colon = false;
+        }
     }
-    if s.split(':').any(str::is_empty) {
+    if prev_colon {
         return Err(TopicError::EmptySegment(s.to_owned()));
+    }
+    if !s.is_ascii() && s.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(TopicError::BadCharacter(s.to_owned()));
     }
     Ok(())
 }

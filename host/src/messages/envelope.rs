@@ -27,7 +27,7 @@ pub struct Envelope {
     /// The spec's type name (`NodeHealth`, …), a `custom.*` kind, or on
     /// `events` the store event's type.
     pub kind: String,
-    /// When it was created, UTC, millisecond precision.
+    /// When it was created, UTC (serialised with millisecond precision).
     #[serde(with = "rfc3339_ms")]
     pub timestamp: DateTime<Utc>,
     /// Name of the node that published it.
@@ -42,6 +42,33 @@ pub struct Envelope {
     pub schema_version: u32,
     /// The payload.
     pub payload: serde_json::Value,
+    /// The payload's JSON text, rendered once for all plugins receiving this
+    /// message (see [`Envelope::payload_text`]).
+    #[serde(skip)]
+    payload_text: PayloadText,
+}
+
+/// A lazily rendered copy of the payload's JSON text. Cloning an envelope
+/// starts with an empty cache, and it never takes part in equality.
+#[derive(Default)]
+struct PayloadText(std::sync::OnceLock<String>);
+
+impl Clone for PayloadText {
+    fn clone(&self) -> Self {
+        PayloadText::default()
+    }
+}
+
+impl PartialEq for PayloadText {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl std::fmt::Debug for PayloadText {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("..")
+    }
 }
 
 impl Envelope {
@@ -60,12 +87,13 @@ impl Envelope {
             channel,
             topic: topic.into(),
             kind: kind.into(),
-            timestamp: truncate_to_ms(now),
+            timestamp: now,
             node: node.into(),
             correlation_id: None,
             causation_id: None,
             schema_version: SCHEMA_VERSION,
             payload,
+            payload_text: PayloadText::default(),
         }
     }
 
@@ -115,6 +143,14 @@ impl Envelope {
         })
     }
 
+    /// The payload as JSON text, rendered on first use and kept: every
+    /// plugin receiving this message shares one rendering. Meant for
+    /// published (shared, immutable) envelopes; do not change `payload`
+    /// after calling it.
+    pub fn payload_text(&self) -> &str {
+        self.payload_text.0.get_or_init(|| self.payload.to_string())
+    }
+
     /// Milliseconds since the Unix epoch.
     pub fn timestamp_ms(&self) -> u64 {
         u64::try_from(self.timestamp.timestamp_millis()).unwrap_or(0)
@@ -124,11 +160,6 @@ impl Envelope {
     pub fn timestamp_rfc3339(&self) -> String {
         self.timestamp.to_rfc3339_opts(SecondsFormat::Millis, true)
     }
-}
-
-/// Drops sub-millisecond precision so that serialisation round-trips.
-fn truncate_to_ms(t: DateTime<Utc>) -> DateTime<Utc> {
-    DateTime::from_timestamp_millis(t.timestamp_millis()).unwrap_or(t)
 }
 
 mod rfc3339_ms {
@@ -171,7 +202,11 @@ mod tests {
         assert_eq!(json["schema_version"], SCHEMA_VERSION);
         assert_eq!(json["id"].as_str().unwrap().as_bytes()[14], b'7', "UUIDv7");
         let back: Envelope = serde_json::from_value(json).unwrap();
-        assert_eq!(back, env);
+        // Serialised timestamps keep milliseconds; in memory they are exact.
+        assert_eq!(back.timestamp_ms(), env.timestamp_ms());
+        let mut exact = back.clone();
+        exact.timestamp = env.timestamp;
+        assert_eq!(exact, env);
         assert_eq!(back.decode::<SystemLifecycle>().unwrap(), payload);
     }
 

@@ -138,13 +138,17 @@ fn is_custom(kind: &str) -> bool {
 /// # Errors
 /// The [`MessageError`] naming the kind and the cause.
 pub fn validate(env: &Envelope, max_payload_bytes: usize) -> Result<(), MessageError> {
-    let size = encoded_len(&env.payload);
-    if size > max_payload_bytes {
-        return Err(MessageError::TooLarge {
-            kind: env.kind.clone(),
-            size,
-            limit: max_payload_bytes,
-        });
+    // A cheap upper bound settles almost every message; only payloads near
+    // the limit are measured exactly.
+    if size_bound(&env.payload) > max_payload_bytes {
+        let size = encoded_len(&env.payload);
+        if size > max_payload_bytes {
+            return Err(MessageError::TooLarge {
+                kind: env.kind.clone(),
+                size,
+                limit: max_payload_bytes,
+            });
+        }
     }
     match registry().get(env.kind.as_str()) {
         Some((channel, validator)) => {
@@ -166,6 +170,24 @@ pub fn validate(env: &Envelope, max_payload_bytes: usize) -> Result<(), MessageE
             kind: env.kind.clone(),
             channel: env.channel,
         }),
+    }
+}
+
+/// An upper bound of the JSON encoding's length, without encoding: every
+/// string byte may need a 6-byte escape, every number at most 24 bytes.
+pub fn size_bound(value: &serde_json::Value) -> usize {
+    use serde_json::Value;
+    match value {
+        Value::Null | Value::Bool(_) => 5,
+        Value::Number(_) => 24,
+        Value::String(s) => 2 + 6 * s.len(),
+        Value::Array(a) => 2 + a.iter().map(|v| size_bound(v) + 1).sum::<usize>(),
+        Value::Object(o) => {
+            2 + o
+                .iter()
+                .map(|(k, v)| 4 + 6 * k.len() + size_bound(v))
+                .sum::<usize>()
+        }
     }
 }
 
@@ -258,5 +280,23 @@ mod tests {
             matches!(err, MessageError::TooLarge { size, limit: 1000, .. } if size == encoded_len(&big))
         );
         assert_eq!(encoded_len(&json!({"a":1})), br#"{"a":1}"#.len());
+    }
+
+    #[test]
+    fn size_bound_is_an_upper_bound() {
+        for v in [
+            json!(null),
+            json!(-1.0e300),
+            json!("\u{0}\"\\\n"),
+            json!({"k\u{1}": [1, "x", {"y": true}], "": null}),
+            json!([[], {}, 123456789012345678u64]),
+        ] {
+            assert!(size_bound(&v) >= encoded_len(&v), "{v}");
+        }
+        // Exactly at the limit is accepted, one byte over is not.
+        let v = json!({"data": "x".repeat(500)});
+        let n = encoded_len(&v);
+        validate(&env(Channel::Events, "custom.x", v.clone()), n).unwrap();
+        assert!(validate(&env(Channel::Events, "custom.x", v), n - 1).is_err());
     }
 }

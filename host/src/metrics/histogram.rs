@@ -160,6 +160,48 @@ impl LatencyHistogram {
         self.count.fetch_add(1, Relaxed);
     }
 
+    /// Records many samples (µs) with one atomic add per touched bucket
+    /// instead of several per sample: the cheap path for a delivered batch.
+    pub fn record_many_micros(&self, samples: impl IntoIterator<Item = u64>) {
+        // The samples of one batch fall in few buckets: count them locally in
+        // a small table, spilling to the shared counters only when it is full.
+        const LOCAL: usize = 8;
+        let mut local = [(0usize, 0u64); LOCAL];
+        let mut used = 0;
+        let (mut n, mut sum, mut min, mut max) = (0u64, 0u64, u64::MAX, 0u64);
+        for us in samples {
+            let b = bucket_index(us);
+            match local[..used].iter_mut().find(|(i, _)| *i == b) {
+                Some((_, k)) => *k += 1,
+                None if used < LOCAL => {
+                    local[used] = (b, 1);
+                    used += 1;
+                }
+                None => {
+                    self.buckets[b].fetch_add(1, Relaxed);
+                }
+            }
+            n += 1;
+            sum = sum.saturating_add(us);
+            min = min.min(us);
+            max = max.max(us);
+        }
+        if n == 0 {
+            return;
+        }
+        for &(b, k) in &local[..used] {
+            self.buckets[b].fetch_add(k, Relaxed);
+        }
+        self.sum_us.fetch_add(sum, Relaxed);
+        if min < self.min_us.load(Relaxed) {
+            self.min_us.fetch_min(min, Relaxed);
+        }
+        if max > self.max_us.load(Relaxed) {
+            self.max_us.fetch_max(max, Relaxed);
+        }
+        self.count.fetch_add(n, Relaxed);
+    }
+
     /// Summarises everything recorded since construction or the last
     /// [`take`](Self::take), without resetting.
     pub fn snapshot(&self) -> LatencySnapshot {
@@ -319,6 +361,18 @@ mod tests {
         );
         assert_eq!(bucket_index(LatencyHistogram::MAX_TRACKED_US + 1), OVERFLOW);
         assert_eq!(bucket_index(u64::MAX), OVERFLOW);
+    }
+
+    #[test]
+    fn record_many_matches_recording_one_by_one() {
+        let (one, many) = (LatencyHistogram::new(), LatencyHistogram::new());
+        let samples: Vec<u64> = (0..5000u64).map(|i| (i * 7919) % 100_000).collect();
+        for &us in &samples {
+            one.record_micros(us);
+        }
+        many.record_many_micros(samples.iter().copied());
+        many.record_many_micros(std::iter::empty());
+        assert_eq!(one.snapshot(), many.snapshot());
     }
 
     #[test]

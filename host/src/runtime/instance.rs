@@ -60,7 +60,7 @@ pub(crate) fn to_message(env: &Envelope) -> Message {
         correlation_id: env.correlation_id.clone(),
         causation_id: env.causation_id.clone(),
         schema_version: env.schema_version,
-        payload: env.payload.to_string(),
+        payload: env.payload_text().to_owned(),
     }
 }
 

@@ -173,14 +173,20 @@ impl Worker {
                 let now = chrono::Utc::now();
                 let failed: std::collections::HashMap<usize, String> =
                     failures.into_iter().collect();
+                let handled = buf
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, _)| !failed.contains_key(i));
+                self.metrics
+                    .latency
+                    .record_many_micros(handled.map(|(_, env)| {
+                        u64::try_from((now - env.timestamp).num_microseconds().unwrap_or(0))
+                            .unwrap_or(0)
+                    }));
                 let mut ok_run = 0;
                 for (i, env) in buf.iter().enumerate() {
                     match failed.get(&i) {
-                        None => {
-                            ok_run += 1;
-                            let latency = (now - env.timestamp).to_std().unwrap_or_default();
-                            self.metrics.latency.record(latency);
-                        }
+                        None => ok_run += 1,
                         Some(err) => {
                             self.flush_ok(&mut ok_run);
                             tracing::warn!(
