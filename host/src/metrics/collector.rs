@@ -37,6 +37,14 @@ pub struct SubscriptionMetrics {
 pub struct SubscriptionFigures {
     /// The subscription.
     pub name: String,
+    /// Messages put into its inbox since start.
+    pub delivered: u64,
+    /// Messages put into its inbox per second over the interval.
+    pub events_per_second: f64,
+    /// Messages waiting in its inbox now.
+    pub queue_depth: u64,
+    /// Messages evicted from its inbox since start.
+    pub dropped: u64,
     /// Publish → handled latency over the interval.
     pub latency: LatencySnapshot,
     /// Plugin call time over the interval.
@@ -71,6 +79,8 @@ pub struct MetricsCollector {
     bus: Bus,
     subs: Mutex<BTreeMap<String, Arc<SubscriptionMetrics>>>,
     samples: Mutex<VecDeque<(Instant, u64)>>,
+    /// Each subscription's delivered count at the previous sample.
+    last_delivered: Mutex<BTreeMap<String, u64>>,
 }
 
 impl MetricsCollector {
@@ -82,6 +92,7 @@ impl MetricsCollector {
             bus,
             subs: Mutex::default(),
             samples: Mutex::new(VecDeque::from([first])),
+            last_delivered: Mutex::default(),
         })
     }
 
@@ -120,17 +131,36 @@ impl MetricsCollector {
             };
             (total - prev_n, now.duration_since(prev_t), eps)
         };
+        self.last_delivered
+            .lock()
+            .retain(|name, _| self.subs.lock().contains_key(name));
         let stats = self.bus.stats();
+        let mut last = self.last_delivered.lock();
+        let secs = elapsed.as_secs_f64();
         let subscriptions = self
             .subs
             .lock()
             .iter()
-            .map(|(name, m)| SubscriptionFigures {
-                name: name.clone(),
-                latency: m.latency.take(),
-                call_time: m.call_time.take(),
+            .map(|(name, m)| {
+                let bus_stats = stats.iter().find(|s| &s.name == name);
+                let delivered = bus_stats.map_or(0, |s| s.delivered);
+                let before = last.insert(name.clone(), delivered).unwrap_or(0);
+                SubscriptionFigures {
+                    name: name.clone(),
+                    delivered,
+                    events_per_second: if secs > 0.0 {
+                        delivered.saturating_sub(before) as f64 / secs
+                    } else {
+                        0.0
+                    },
+                    queue_depth: bus_stats.map_or(0, |s| s.queue_depth as u64),
+                    dropped: bus_stats.map_or(0, |s| s.dropped),
+                    latency: m.latency.take(),
+                    call_time: m.call_time.take(),
+                }
             })
             .collect();
+        drop(last);
         StoreFigures {
             total_events: total,
             delta,
