@@ -3,7 +3,9 @@
 //! ```
 //! # tokio::runtime::Runtime::new().unwrap().block_on(async {
 //! use exesdb_host::{config::Config, host::Host};
-//! let host = Host::start(Config::default()).await.unwrap();
+//! let mut config = Config::default();
+//! config.admin.listen = "127.0.0.1:0".into(); // any free port
+//! let host = Host::start(config).await.unwrap();
 //! assert_eq!(host.bus().node(), "exesdb@localhost");
 //! host.shutdown().await.unwrap();
 //! # });
@@ -50,6 +52,8 @@ pub struct Host {
     integration: Integration,
     plugins: Arc<Plugins>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    watcher: Option<crate::reload::Watcher>,
+    admin: Option<std::net::SocketAddr>,
 }
 
 impl Host {
@@ -70,7 +74,7 @@ impl Host {
         let store = config.stores.default.clone();
         let health = HealthTracker::new(&store, config.health_monitoring.clone(), bus.clone());
         let metrics = MetricsCollector::new(&store, bus.clone());
-        let runtime = Runtime::new()?;
+        let runtime = Runtime::with_config(&config.runtime)?;
         let plugins = Arc::new(Plugins::with_monitoring(
             runtime,
             bus.clone(),
@@ -80,6 +84,16 @@ impl Host {
         ));
         load_plugins(&config, &plugins, &integration).await;
         let mut tasks = Vec::new();
+        let watcher = start_watcher(&config, &plugins, &integration);
+        let admin = match config.admin.listen.parse::<std::net::SocketAddr>() {
+            Ok(addr) => {
+                let (local, task) = crate::admin::serve(addr, Arc::clone(&plugins)).await?;
+                tracing::info!(class = "success", "🛠️ admin API on http://{local}");
+                tasks.push(task);
+                Some(local)
+            }
+            Err(_) => None,
+        };
         if config.health_monitoring.enabled {
             tracing::info!(class = "success", "{}", format::subscribed_health(&store));
             let reporter = Reporter {
@@ -119,6 +133,8 @@ impl Host {
             integration,
             plugins,
             tasks,
+            watcher,
+            admin,
         })
     }
 
@@ -130,6 +146,11 @@ impl Host {
     /// The `PubSubIntegration` helpers bound to this host's bus.
     pub fn integration(&self) -> &Integration {
         &self.integration
+    }
+
+    /// Where the admin API listens, if it is on.
+    pub fn admin_addr(&self) -> Option<std::net::SocketAddr> {
+        self.admin
     }
 
     /// The loaded plugins: load, unload, list, status.
@@ -147,7 +168,8 @@ impl Host {
     ///
     /// # Errors
     /// [`HostError`] if a shutdown step fails.
-    pub async fn shutdown(self) -> Result<(), HostError> {
+    pub async fn shutdown(mut self) -> Result<(), HostError> {
+        self.watcher.take();
         self.integration
             .broadcast_system_lifecycle(LifecycleEvent::Stopping, SYSTEM_NAME, VERSION)
             .await?;
@@ -182,7 +204,7 @@ impl Host {
 /// Loads the bundled plugins and the plugins directory, reporting (not
 /// failing on) each plugin that cannot load, then installs the console's
 /// formatter plugin if the config names one.
-async fn load_plugins(config: &Config, plugins: &Plugins, integration: &Integration) {
+async fn load_plugins(config: &Config, plugins: &Arc<Plugins>, integration: &Integration) {
     let mut results = Vec::new();
     if config.plugins.bundled {
         for b in crate::artifacts::BUNDLED {
@@ -215,9 +237,68 @@ async fn load_plugins(config: &Config, plugins: &Plugins, integration: &Integrat
     }
     if let ConsoleFormat::Plugin(name) = &config.console.format {
         match (plugins.formatter(name), crate::logging::installed()) {
-            (Some(f), Some(logging)) => *logging.formatter.write() = Some(f),
+            (Some(_), Some(logging)) => {
+                *logging.formatter.write() = Some(Arc::new(FormatterProxy {
+                    plugins: Arc::downgrade(plugins),
+                    name: name.clone(),
+                }))
+            }
             (None, _) => tracing::error!(class = "failure", "console format `plugin:{name}`: no log-formatter plugin `{name}` is loaded; using the built-in format"),
             _ => {}
+        }
+    }
+}
+
+/// The console's formatter: whichever version of the named log-formatter
+/// plugin is loaded now (so a reload takes effect at once).
+struct FormatterProxy {
+    plugins: std::sync::Weak<Plugins>,
+    name: String,
+}
+
+impl crate::logging::LineFormatter for FormatterProxy {
+    fn format(
+        &self,
+        entry: &crate::messages::logging::LogEntry,
+        timestamp_ms: u64,
+        node: &str,
+    ) -> Option<String> {
+        let f = self.plugins.upgrade()?.formatter(&self.name)?;
+        crate::logging::LineFormatter::format(&*f, entry, timestamp_ms, node)
+    }
+}
+
+/// Watches the plugins directory when `[plugins] watch` is on.
+fn start_watcher(
+    config: &Config,
+    plugins: &Arc<Plugins>,
+    integration: &Integration,
+) -> Option<crate::reload::Watcher> {
+    if !config.plugins.watch || config.plugins.dir.is_empty() {
+        return None;
+    }
+    let dir = Path::new(&config.plugins.dir);
+    if let Err(e) = std::fs::create_dir_all(dir) {
+        tracing::error!(
+            class = "failure",
+            "cannot create plugins directory {}: {e}",
+            dir.display()
+        );
+        return None;
+    }
+    let debounce = Duration::from_millis(config.plugins.watch_debounce_ms);
+    match crate::reload::Watcher::start(dir, Arc::clone(plugins), integration.clone(), debounce) {
+        Ok(w) => {
+            tracing::info!(
+                class = "success",
+                "👀 watching {} for plugin changes",
+                dir.display()
+            );
+            Some(w)
+        }
+        Err(e) => {
+            tracing::error!(class = "failure", "cannot watch {}: {e}", dir.display());
+            None
         }
     }
 }

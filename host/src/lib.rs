@@ -5,6 +5,7 @@
 //! ([`integration`]), the colour-coded console ([`logging`]), configuration
 //! ([`config`]) and the host that ties them together ([`host`]).
 
+pub mod admin;
 pub mod bus;
 pub mod cli;
 pub mod config;
@@ -14,7 +15,9 @@ pub mod integration;
 pub mod logging;
 pub mod messages;
 pub mod metrics;
+pub mod reload;
 pub mod runtime;
+pub mod store;
 
 /// Paths and bytes of the plugins built from `plugins/` by the build script.
 pub mod artifacts {

@@ -6,7 +6,9 @@ use std::time::{Duration, Instant};
 
 fn bin() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_exesdb-host"));
-    c.env("NO_COLOR", "1").env_remove("RUST_LOG");
+    c.env("NO_COLOR", "1")
+        .env_remove("RUST_LOG")
+        .env("EXESDB_ADMIN__LISTEN", "127.0.0.1:0");
     c
 }
 

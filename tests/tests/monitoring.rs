@@ -77,11 +77,13 @@ fn drainer(sub: Subscriber, n: usize) -> tokio::task::JoinHandle<(Subscriber, us
     })
 }
 
-/// The host's config: the embedded default plus `EXESDB_*` overrides.
+/// The host's config: the embedded default plus `EXESDB_*` overrides; the
+/// admin API on an ephemeral port so hosts in parallel tests never collide.
 fn host_config(vars: &[(&str, &str)]) -> Config {
     Config::load_with_env(
         None,
         vars.iter()
+            .chain(&[("EXESDB_ADMIN__LISTEN", "127.0.0.1:0")])
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
             .collect::<Vec<_>>(),
     )

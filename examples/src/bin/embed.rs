@@ -13,7 +13,8 @@ use exesdb_host::messages::health::{ComponentHealth, HealthStatus};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let host = Host::start(Config::default()).await?;
+    // The embedded default plus EXESDB_* environment overrides.
+    let host = Host::start(Config::load(None)?).await?;
 
     // A native handler: listens to component health and alerts.
     let watcher = host.bus().subscriber("embed-watcher")?;

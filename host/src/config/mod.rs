@@ -13,8 +13,8 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 pub use sections::{
-    BusSection, ColorMode, ConsoleConfig, ConsoleFormat, HealthMonitoring, MetricsConfig,
-    NodeConfig, PluginsConfig, StoresConfig,
+    AdminConfig, BusSection, ColorMode, ConsoleConfig, ConsoleFormat, HealthMonitoring,
+    MetricsConfig, NodeConfig, PluginsConfig, RuntimeConfig, StoresConfig,
 };
 
 /// The embedded default configuration, with a comment on every key.
@@ -41,6 +41,10 @@ pub struct Config {
     pub metrics: MetricsConfig,
     /// `[stores]`
     pub stores: StoresConfig,
+    /// `[runtime]`
+    pub runtime: RuntimeConfig,
+    /// `[admin]`
+    pub admin: AdminConfig,
 }
 
 /// Why a configuration could not be loaded.
@@ -196,6 +200,30 @@ impl Config {
             return Err(invalid(
                 "health_monitoring.max_cooldown_ms",
                 "must not be less than cooldown_ms",
+            ));
+        }
+        let rt = &self.runtime;
+        if rt.max_restart_backoff_ms < rt.restart_backoff_ms {
+            return Err(invalid(
+                "runtime.max_restart_backoff_ms",
+                "must not be less than restart_backoff_ms",
+            ));
+        }
+        if rt.max_restarts == 0 {
+            return Err(invalid("runtime.max_restarts", "must be at least 1"));
+        }
+        if rt.pooling && (rt.pool_max_instances == 0 || rt.pool_max_memory_mb == 0) {
+            return Err(invalid(
+                "runtime.pool_max_instances",
+                "pooling needs at least 1 instance and 1 MiB",
+            ));
+        }
+        if !self.admin.listen.is_empty()
+            && self.admin.listen.parse::<std::net::SocketAddr>().is_err()
+        {
+            return Err(invalid(
+                "admin.listen",
+                "must be an address like 127.0.0.1:7077, or empty",
             ));
         }
         if self.metrics.interval_ms < 10 {

@@ -129,6 +129,58 @@ pub struct PluginsConfig {
     pub bundled: bool,
     /// Most messages per `on-batch` call.
     pub max_batch: usize,
+    /// Watch `dir` and load, replace or unload plugins as files change.
+    pub watch: bool,
+    /// Quiet period after the last file event before acting, in ms.
+    pub watch_debounce_ms: u64,
+}
+
+/// `[runtime]`: the WebAssembly engine and the restart policy.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuntimeConfig {
+    /// Directory of compiled components (empty: no cache).
+    pub cache_dir: String,
+    /// Use wasmtime's pooling instance allocator.
+    pub pooling: bool,
+    /// Pooling: most live instances (all plugins together).
+    pub pool_max_instances: u32,
+    /// Pooling: largest linear memory of one instance, MiB.
+    pub pool_max_memory_mb: u64,
+    /// Meter fuel, so manifests may set `limits.fuel`.
+    pub fuel: bool,
+    /// First wait before restarting a trapped plugin, ms; doubles per trap.
+    pub restart_backoff_ms: u64,
+    /// Longest wait between restarts, ms.
+    pub max_restart_backoff_ms: u64,
+    /// Traps within `restart_window_ms` after which a plugin is parked.
+    pub max_restarts: u32,
+    /// Window for `max_restarts`, ms.
+    pub restart_window_ms: u64,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        RuntimeConfig {
+            cache_dir: String::new(),
+            pooling: false,
+            pool_max_instances: 256,
+            pool_max_memory_mb: 256,
+            fuel: false,
+            restart_backoff_ms: 100,
+            max_restart_backoff_ms: 5000,
+            max_restarts: 5,
+            restart_window_ms: 60_000,
+        }
+    }
+}
+
+/// `[admin]`: the HTTP admin API the CLI talks to.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    /// Address to listen on (loopback recommended); empty: no admin API.
+    pub listen: String,
 }
 
 /// `[metrics]`

@@ -91,6 +91,22 @@ impl Breaker {
         }
     }
 
+    /// Opens the breaker with no end (a parked plugin); only [`reset`](Self::reset) closes it.
+    pub fn park(&mut self, now: Instant) -> Option<Transition> {
+        let was_open = self.state == BreakerState::Open;
+        self.state = BreakerState::Open;
+        self.opened_at = Some(now);
+        self.cooldown = Duration::from_secs(u64::from(u32::MAX));
+        (!was_open).then_some(Transition::Opened)
+    }
+
+    /// Closes the breaker and restores the first cooldown (a fresh registration).
+    pub fn reset(&mut self) {
+        self.state = BreakerState::Closed;
+        self.cooldown = self.base;
+        self.opened_at = None;
+    }
+
     /// Records a successful delivery.
     pub fn on_success(&mut self) -> Option<Transition> {
         match self.state {

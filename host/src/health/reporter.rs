@@ -72,7 +72,7 @@ impl Reporter {
         let plugins = self.plugins.list();
         let restarting = plugins
             .iter()
-            .filter(|p| p.state == PluginRunState::Restarting)
+            .filter(|p| matches!(p.state, PluginRunState::Restarting | PluginRunState::Parked))
             .count();
         let mut rt = serde_json::Map::new();
         rt.insert("plugins".into(), plugins.len().into());

@@ -43,6 +43,8 @@ pub enum HealthInput {
     Trap(String),
     /// The handler was restarted.
     Restarted,
+    /// The handler trapped too often and was parked until reloaded.
+    Parked(String),
     /// The subscriber is alive.
     Heartbeat,
 }
@@ -153,6 +155,8 @@ impl HealthTracker {
                 }
                 HealthInput::RegistrationSucceeded => {
                     t.state.status = SubscriptionStatus::Healthy;
+                    t.state.consecutive_failures = 0;
+                    t.breaker.reset();
                     Some(HealthEventType::RegistrationSuccess)
                 }
                 HealthInput::RegistrationFailed(e) => {
@@ -197,6 +201,14 @@ impl HealthTracker {
                     })
                 }
                 HealthInput::Restarted => Some(HealthEventType::Restart),
+                HealthInput::Parked(reason) => {
+                    t.state.status = SubscriptionStatus::Failed;
+                    t.state.last_error = Some(reason);
+                    if t.breaker.park(Instant::now()) == Some(Transition::Opened) {
+                        events.push(HealthEventType::CircuitBreakerOpened);
+                    }
+                    Some(HealthEventType::Parked)
+                }
                 HealthInput::Heartbeat => Some(HealthEventType::Heartbeat),
             };
             if let Some(e) = event {

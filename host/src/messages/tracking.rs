@@ -93,6 +93,8 @@ pub enum HealthEventType {
     Heartbeat,
     /// The subscription was removed.
     Removed,
+    /// The handler trapped too often and is parked until reloaded.
+    Parked,
 }
 
 impl HealthEventType {
@@ -111,6 +113,7 @@ impl HealthEventType {
             HealthEventType::CircuitBreakerClosed => "circuit_breaker_closed",
             HealthEventType::Heartbeat => "heartbeat",
             HealthEventType::Removed => "removed",
+            HealthEventType::Parked => "parked",
         }
     }
 }

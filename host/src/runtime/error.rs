@@ -78,6 +78,16 @@ pub enum PluginError {
         /// What is wrong.
         message: String,
     },
+    /// A reload changes the plugin's world; unload it and load the new one.
+    #[error("plugin `{plugin}`: cannot hot-swap world `{from}` to `{to}`; unload it first")]
+    WorldChanged {
+        /// The plugin.
+        plugin: String,
+        /// The running version's world.
+        from: World,
+        /// The new version's world.
+        to: World,
+    },
     /// A plugin of that name is already loaded.
     #[error("plugin `{plugin}` is already loaded")]
     Duplicate {
@@ -120,6 +130,7 @@ impl PluginError {
             | PluginError::Init { plugin, .. }
             | PluginError::Trap { plugin, .. }
             | PluginError::Grant { plugin, .. }
+            | PluginError::WorldChanged { plugin, .. }
             | PluginError::Duplicate { plugin }
             | PluginError::NotFound { plugin }
             | PluginError::Bus { plugin, .. } => Some(plugin),

@@ -26,6 +26,8 @@ pub(crate) struct Instance {
     store: Store<PluginState>,
     bindings: Bindings,
     ticks: u64,
+    /// Fuel per call, when the engine meters fuel.
+    fuel: Option<u64>,
 }
 
 impl std::fmt::Debug for Instance {
@@ -82,6 +84,13 @@ impl Instance {
         let mut store = Store::new(engine, PluginState::new(Arc::clone(&ctx))?);
         store.limiter(|s| &mut s.limits);
         store.set_epoch_deadline(ticks);
+        let fuel = engine
+            .get_consume_fuel()
+            .then(|| ctx.manifest.limits.fuel.unwrap_or(u64::MAX));
+        if let Some(f) = fuel {
+            // Instantiation (start functions) runs under the same budget.
+            let _ = store.set_fuel(f);
+        }
         let inst_err = |e: wasmtime::Error| PluginError::Instantiate {
             plugin: plugin.clone(),
             message: format!("{e:#}"),
@@ -107,6 +116,7 @@ impl Instance {
             store,
             bindings,
             ticks,
+            fuel,
         };
         let config = ctx.manifest.config_json();
         let result = inst.call("init", |store, b| match b {
@@ -128,6 +138,10 @@ impl Instance {
         f: impl FnOnce(&mut Store<PluginState>, &Bindings) -> wasmtime::Result<R>,
     ) -> Result<R, PluginError> {
         self.store.set_epoch_deadline(self.ticks);
+        if let Some(fuel) = self.fuel {
+            // Cannot fail: the engine consumes fuel when `fuel` is set.
+            let _ = self.store.set_fuel(fuel);
+        }
         let result = f(&mut self.store, &self.bindings);
         result.map_err(|e| {
             let ctx = &self.store.data().ctx;
@@ -138,6 +152,12 @@ impl Instance {
                     message = format!(
                         "{message} (exceeded the {} ms call budget)",
                         ctx.manifest.limits.call_timeout_ms
+                    );
+                }
+                if *trap == wasmtime::Trap::OutOfFuel {
+                    message = format!(
+                        "{message} (exceeded the fuel budget of {})",
+                        ctx.manifest.limits.fuel.unwrap_or(u64::MAX)
                     );
                 }
             }

@@ -20,6 +20,7 @@
 //! memory_mb = 64                  # linear memory cap per instance
 //! call_timeout_ms = 1000          # time budget per call (epoch deadline)
 //! max_batch = 256                 # most messages per on-batch call
+//! fuel = 1000000                  # fuel per call; needs [runtime] fuel = true
 //!
 //! [wasi]                          # nothing is granted by default
 //! read_only_dirs = ["/etc/ssl"]   # preopened read-only, at the same guest path
@@ -93,6 +94,8 @@ pub struct Limits {
     pub call_timeout_ms: u64,
     /// Most messages per `on-batch` call (the host's `plugins.max_batch` when absent).
     pub max_batch: Option<usize>,
+    /// Fuel per call (deterministic budget); needs `[runtime] fuel = true`.
+    pub fuel: Option<u64>,
 }
 
 impl Default for Limits {
@@ -101,6 +104,7 @@ impl Default for Limits {
             memory_mb: 64,
             call_timeout_ms: 1000,
             max_batch: None,
+            fuel: None,
         }
     }
 }
@@ -220,6 +224,9 @@ impl Manifest {
                 Some("limits.call_timeout_ms".into()),
                 "must be at least 1".into(),
             ));
+        }
+        if m.limits.fuel == Some(0) {
+            return Err(err(Some("limits.fuel".into()), "must be at least 1".into()));
         }
         if m.limits.max_batch == Some(0) {
             return Err(err(

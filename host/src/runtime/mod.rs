@@ -7,6 +7,7 @@
 //! runs on its own thread fed from its bus inbox.
 
 mod bindings;
+mod cache;
 mod capture;
 mod error;
 mod formatter;
@@ -22,8 +23,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use wasmtime::component::{Component, InstancePre, Linker};
-use wasmtime::{Config, Engine};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
+use crate::config::RuntimeConfig;
+
+pub use cache::CacheStats;
 pub use error::PluginError;
 pub use formatter::FormatterPlugin;
 pub use manifest::{Manifest, World};
@@ -34,11 +38,13 @@ use state::PluginState;
 /// Period of the epoch ticker; call budgets are counted in these ticks.
 pub const EPOCH_TICK: Duration = Duration::from_millis(10);
 
-/// The engine, the linker and the epoch ticker.
+/// The engine, the linker, the compiled-component cache and the epoch ticker.
 pub struct Runtime {
     engine: Engine,
     linker: Linker<PluginState>,
     stop_ticker: Arc<AtomicBool>,
+    cache: cache::ComponentCache,
+    config: RuntimeConfig,
 }
 
 impl std::fmt::Debug for Runtime {
@@ -53,8 +59,32 @@ impl Runtime {
     /// # Errors
     /// [`PluginError::Engine`] if wasmtime cannot be configured here.
     pub fn new() -> Result<Arc<Runtime>, PluginError> {
+        Self::with_config(&RuntimeConfig::default())
+    }
+
+    /// Like [`new`](Self::new) with explicit settings (cache, pooling, fuel,
+    /// restart policy).
+    ///
+    /// # Errors
+    /// [`PluginError::Engine`] if wasmtime cannot be configured here.
+    pub fn with_config(rc: &RuntimeConfig) -> Result<Arc<Runtime>, PluginError> {
         let mut config = Config::new();
-        config.wasm_component_model(true).epoch_interruption(true);
+        config
+            .wasm_component_model(true)
+            .epoch_interruption(true)
+            .consume_fuel(rc.fuel);
+        if rc.pooling {
+            let mut pool = PoolingAllocationConfig::default();
+            let instances = rc.pool_max_instances;
+            pool.total_component_instances(instances)
+                .total_core_instances(instances * 4)
+                .total_memories(instances * 2)
+                .total_tables(instances * 4)
+                .max_memory_size(
+                    usize::try_from(rc.pool_max_memory_mb * 1024 * 1024).unwrap_or(usize::MAX),
+                );
+            config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        }
         let engine = Engine::new(&config).map_err(PluginError::engine)?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(PluginError::engine)?;
@@ -85,11 +115,24 @@ impl Runtime {
                 })
                 .map_err(|e| PluginError::engine(e.into()))?;
         }
+        let cache_dir = (!rc.cache_dir.is_empty()).then(|| std::path::PathBuf::from(&rc.cache_dir));
         Ok(Arc::new(Runtime {
+            cache: cache::ComponentCache::new(&engine, cache_dir.as_deref()),
             engine,
             linker,
             stop_ticker,
+            config: rc.clone(),
         }))
+    }
+
+    /// The settings this runtime was made with.
+    pub fn config(&self) -> &RuntimeConfig {
+        &self.config
+    }
+
+    /// How the compiled-component cache has been used.
+    pub fn cache_stats(&self) -> CacheStats {
+        self.cache.stats()
     }
 
     /// The engine.
@@ -98,11 +141,16 @@ impl Runtime {
     }
 
     /// Compiles component bytes.
+    /// Compiles component bytes, or loads them from the cache.
     pub(crate) fn compile(&self, plugin: &str, bytes: &[u8]) -> Result<Component, PluginError> {
-        Component::from_binary(&self.engine, bytes).map_err(|e| PluginError::Malformed {
-            plugin: plugin.to_owned(),
-            message: format!("{e:#}"),
-        })
+        self.cache
+            .load(&self.engine, plugin, bytes, || {
+                Component::from_binary(&self.engine, bytes)
+            })
+            .map_err(|e| PluginError::Malformed {
+                plugin: plugin.to_owned(),
+                message: format!("{e:#}"),
+            })
     }
 
     /// Checks that `component` implements `world` and links it.

@@ -4,17 +4,19 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use parking_lot::Mutex;
 use serde::Serialize;
+use sha2::Digest;
 
 use super::capture::Capture;
 use super::formatter::FormatterPlugin;
 use super::instance::Instance;
 use super::manifest::{Manifest, World};
 use super::state::PluginContext;
-use super::worker::{lifecycle, Worker};
+use super::worker::{lifecycle, Control, Swap, Worker};
 use super::{PluginError, Runtime};
 use crate::bus::{Bus, SubscriberId};
 use crate::health::{HealthInput, HealthTracker};
@@ -29,6 +31,8 @@ pub enum PluginState {
     Running,
     /// Its instance trapped; a fresh one is being started.
     Restarting,
+    /// Trapped too often: nothing is delivered until it is reloaded.
+    Parked,
     /// Unloaded.
     Stopped,
 }
@@ -58,6 +62,8 @@ pub struct PluginInfo {
     pub last_error: Option<String>,
     /// Its bus subscriber (subscribers and escalators).
     pub subscriber: Option<SubscriberId>,
+    /// The manifest file it was loaded from, if any.
+    pub source: Option<String>,
 }
 
 struct Slot {
@@ -65,6 +71,9 @@ struct Slot {
     ctx: Arc<PluginContext>,
     worker: Option<std::thread::JoinHandle<()>>,
     formatter: Option<Arc<FormatterPlugin>>,
+    control: Arc<Control>,
+    /// SHA-256 of the loaded component, to skip reloading identical files.
+    digest: Vec<u8>,
 }
 
 /// The loaded plugins of one host.
@@ -124,6 +133,11 @@ impl Plugins {
         }
     }
 
+    /// How the runtime's compiled-component cache has been used.
+    pub fn runtime_cache_stats(&self) -> super::CacheStats {
+        self.runtime.cache_stats()
+    }
+
     /// The health tracker the plugins report to.
     pub fn health(&self) -> &Arc<HealthTracker> {
         &self.health
@@ -139,14 +153,56 @@ impl Plugins {
     /// # Errors
     /// [`PluginError`] naming the plugin (or manifest file) and the cause.
     pub fn load_file(&self, manifest_path: &Path) -> Result<PluginInfo, PluginError> {
-        let manifest = Manifest::from_file(manifest_path)?;
-        let wasm = manifest.component_path(manifest_path);
-        let bytes = std::fs::read(&wasm).map_err(|e| PluginError::Read {
-            plugin: manifest.name.clone(),
-            path: wasm.display().to_string(),
-            message: e.to_string(),
+        let (manifest, bytes) = read_files(manifest_path)?;
+        let name = manifest.name.clone();
+        let info = self.load(manifest, &bytes)?;
+        Ok(self.set_source(&name, manifest_path).unwrap_or(info))
+    }
+
+    /// Loads or reloads from `<manifest>` and the component it names, on
+    /// behalf of `actor`; remembers the file for later reloads.
+    ///
+    /// # Errors
+    /// As [`reload`](Self::reload), plus unreadable files.
+    pub async fn reload_file_by(
+        &self,
+        actor: &str,
+        manifest_path: &Path,
+    ) -> Result<PluginInfo, PluginError> {
+        let (manifest, bytes) = read_files(manifest_path)?;
+        let name = manifest.name.clone();
+        let info = self.reload_by(actor, manifest, &bytes).await?;
+        Ok(self.set_source(&name, manifest_path).unwrap_or(info))
+    }
+
+    /// Reloads a plugin from the manifest file it was loaded from.
+    ///
+    /// # Errors
+    /// [`PluginError::NotFound`], or the plugin has no source file (bundled),
+    /// or as [`reload`](Self::reload).
+    pub async fn reload_from_source_by(
+        &self,
+        actor: &str,
+        name: &str,
+    ) -> Result<PluginInfo, PluginError> {
+        let info = self.status(name).ok_or_else(|| PluginError::NotFound {
+            plugin: name.to_owned(),
         })?;
-        self.load(manifest, &bytes)
+        let Some(source) = info.source else {
+            return Err(PluginError::Read {
+                plugin: name.to_owned(),
+                path: "<bundled>".into(),
+                message: "this plugin was not loaded from a file; give a manifest path".into(),
+            });
+        };
+        self.reload_file_by(actor, Path::new(&source)).await
+    }
+
+    fn set_source(&self, name: &str, path: &Path) -> Option<PluginInfo> {
+        let slots = self.slots.lock();
+        let mut info = slots.get(name)?.info.lock();
+        info.source = Some(path.display().to_string());
+        Some(info.clone())
     }
 
     /// Loads every `*.toml` manifest in `dir`, in name order. A failing
@@ -176,6 +232,19 @@ impl Plugins {
     /// # Errors
     /// [`PluginError`] naming the plugin and the cause; nothing is left behind.
     pub fn load(&self, manifest: Manifest, wasm: &[u8]) -> Result<PluginInfo, PluginError> {
+        self.load_by("operator", manifest, wasm)
+    }
+
+    /// [`load`](Self::load) on behalf of `actor` (recorded on `audit`).
+    ///
+    /// # Errors
+    /// As [`load`](Self::load).
+    pub fn load_by(
+        &self,
+        actor: &str,
+        manifest: Manifest,
+        wasm: &[u8],
+    ) -> Result<PluginInfo, PluginError> {
         let name = manifest.name.clone();
         if self.slots.lock().contains_key(&name) {
             return Err(PluginError::Duplicate { plugin: name });
@@ -187,9 +256,11 @@ impl Plugins {
         let result = self.load_new(manifest, wasm);
         if tracked {
             match &result {
-                Ok(_) => self
-                    .health
-                    .record(&name, HealthInput::RegistrationSucceeded),
+                Ok(info) => {
+                    self.health
+                        .record(&name, HealthInput::RegistrationSucceeded);
+                    self.audit(actor, "plugin_load", &name, &info.version);
+                }
                 Err(e) => {
                     self.health
                         .record(&name, HealthInput::RegistrationFailed(e.to_string()));
@@ -218,6 +289,13 @@ impl Plugins {
                 Some(Arc::new(sub))
             }
         };
+        if manifest.limits.fuel.is_some() && !self.runtime.config().fuel {
+            return Err(PluginError::Grant {
+                plugin: name,
+                message: "limits.fuel needs fuel metering: set [runtime] fuel = true".into(),
+            });
+        }
+        let digest = sha2::Sha256::digest(wasm).to_vec();
         let max_batch = manifest.limits.max_batch.unwrap_or(self.max_batch);
         let ctx = Arc::new(PluginContext {
             stdout: Capture::new(&name, "stdout"),
@@ -239,7 +317,9 @@ impl Plugins {
             restarts: 0,
             last_error: None,
             subscriber: ctx.subscriber.as_ref().map(|s| s.id()),
+            source: None,
         }));
+        let control = Arc::new(Control::default());
         let (worker, formatter) = match ctx.manifest.world {
             World::LogFormatter => (
                 None,
@@ -259,6 +339,8 @@ impl Plugins {
                     max_batch,
                     health: Arc::clone(&self.health),
                     metrics: self.metrics.register(&name),
+                    control: Arc::clone(&control),
+                    policy: self.runtime.config().clone(),
                 };
                 let thread = std::thread::Builder::new()
                     .name(format!("plugin-{name}"))
@@ -286,6 +368,8 @@ impl Plugins {
                 ctx,
                 worker,
                 formatter,
+                control,
+                digest,
             },
         );
         Ok(snapshot)
@@ -297,6 +381,14 @@ impl Plugins {
     /// # Errors
     /// [`PluginError::NotFound`].
     pub async fn unload(&self, name: &str) -> Result<(), PluginError> {
+        self.unload_by("operator", name).await
+    }
+
+    /// [`unload`](Self::unload) on behalf of `actor` (recorded on `audit`).
+    ///
+    /// # Errors
+    /// [`PluginError::NotFound`].
+    pub async fn unload_by(&self, actor: &str, name: &str) -> Result<(), PluginError> {
         let slot = self
             .slots
             .lock()
@@ -307,6 +399,8 @@ impl Plugins {
         if let Some(sub) = &slot.ctx.subscriber {
             sub.close();
         }
+        slot.control.wake.notify_one();
+        self.audit(actor, "plugin_unload", name, &slot.ctx.manifest.version);
         if let Some(thread) = slot.worker {
             let _ = tokio::task::spawn_blocking(move || thread.join()).await;
         }
@@ -314,12 +408,196 @@ impl Plugins {
             slot.info.lock().state = PluginState::Stopped;
             lifecycle(&slot.ctx, ProcessEvent::Stopped, Some("unloaded".into()), 0);
         }
+        self.health.remove(name);
+        self.metrics.remove(name);
         tracing::info!(
             class = "failure",
             plugin = name,
             "🔌 PLUGIN UNLOADED: {name}"
         );
         Ok(())
+    }
+
+    /// Replaces a loaded plugin with a new version, or loads it if absent.
+    ///
+    /// The new version is compiled, linked, instantiated and `init`ed
+    /// **before** the swap; any failure leaves the running version untouched
+    /// and is returned. The inbox belongs to the slot: a message is handled
+    /// by exactly one version — the old one up to the swap, the new one
+    /// after — none is lost or delivered twice. Subscriptions are adjusted to
+    /// the new manifest after the swap. An identical component and manifest
+    /// is not reloaded (returns the current status).
+    ///
+    /// # Errors
+    /// [`PluginError`] naming the plugin and the cause; also
+    /// [`PluginError::WorldChanged`] when the new version has another world.
+    pub async fn reload(&self, manifest: Manifest, wasm: &[u8]) -> Result<PluginInfo, PluginError> {
+        self.reload_by("operator", manifest, wasm).await
+    }
+
+    /// [`reload`](Self::reload) on behalf of `actor` (recorded on `audit`).
+    ///
+    /// # Errors
+    /// As [`reload`](Self::reload).
+    pub async fn reload_by(
+        &self,
+        actor: &str,
+        manifest: Manifest,
+        wasm: &[u8],
+    ) -> Result<PluginInfo, PluginError> {
+        let name = manifest.name.clone();
+        let digest = sha2::Sha256::digest(wasm).to_vec();
+        let current = self
+            .slots
+            .lock()
+            .get(&name)
+            .map(|s| (Arc::clone(&s.ctx), Arc::clone(&s.control), s.digest.clone()));
+        let Some((old, control, old_digest)) = current else {
+            return self.load_by(actor, manifest, wasm);
+        };
+        if old_digest == digest && old.manifest == manifest {
+            return self
+                .status(&name)
+                .ok_or(PluginError::NotFound { plugin: name });
+        }
+        if old.manifest.world != manifest.world {
+            return Err(PluginError::WorldChanged {
+                plugin: name,
+                from: old.manifest.world,
+                to: manifest.world,
+            });
+        }
+        if manifest.limits.fuel.is_some() && !self.runtime.config().fuel {
+            return Err(PluginError::Grant {
+                plugin: name,
+                message: "limits.fuel needs fuel metering: set [runtime] fuel = true".into(),
+            });
+        }
+        let component = self.runtime.compile(&name, wasm)?;
+        let pre = self.runtime.prepare(&name, manifest.world, &component)?;
+        let ctx = Arc::new(PluginContext {
+            stdout: Capture::new(&name, "stdout"),
+            stderr: Capture::new(&name, "stderr"),
+            bus: self.bus.clone(),
+            subscriber: old.subscriber.clone(),
+            handle: self.handle.clone(),
+            manifest,
+        });
+        let (from, to) = (old.manifest.version.clone(), ctx.manifest.version.clone());
+        if ctx.manifest.world == World::LogFormatter {
+            let formatter = FormatterPlugin::start(&self.runtime, pre, Arc::clone(&ctx))?;
+            if let Some(slot) = self.slots.lock().get_mut(&name) {
+                slot.formatter = Some(formatter);
+            }
+        } else {
+            let instance = Instance::start(self.runtime.engine(), &pre, Arc::clone(&ctx))?;
+            let (done, swapped) = std::sync::mpsc::sync_channel(1);
+            *control.swap.lock() = Some(Swap {
+                ctx: Arc::clone(&ctx),
+                pre,
+                instance,
+                max_batch: ctx.manifest.limits.max_batch.unwrap_or(self.max_batch),
+                done,
+            });
+            control.wake.notify_one();
+            let wait = Duration::from_millis(
+                ctx.manifest
+                    .limits
+                    .call_timeout_ms
+                    .max(old.manifest.limits.call_timeout_ms),
+            ) + Duration::from_secs(5);
+            let acked = tokio::task::spawn_blocking(move || swapped.recv_timeout(wait).is_ok())
+                .await
+                .unwrap_or(false);
+            if !acked {
+                control.swap.lock().take();
+                return Err(PluginError::Instantiate {
+                    plugin: name,
+                    message: "the running version did not hand over its slot in time".into(),
+                });
+            }
+            self.adjust_subscriptions(&old.manifest, &ctx.manifest, ctx.subscriber.as_deref());
+        }
+        let snapshot = {
+            let mut slots = self.slots.lock();
+            let slot = slots.get_mut(&name).ok_or_else(|| PluginError::NotFound {
+                plugin: name.clone(),
+            })?;
+            slot.ctx = Arc::clone(&ctx);
+            slot.digest = digest;
+            let mut info = slot.info.lock();
+            info.version = to.clone();
+            info.state = PluginState::Running;
+            info.loaded_at = Utc::now();
+            info.restarts = 0;
+            info.last_error = None;
+            info.clone()
+        };
+        if ctx.manifest.world != World::LogFormatter {
+            self.health
+                .record(&name, HealthInput::RegistrationSucceeded);
+        }
+        tracing::info!(
+            class = "success",
+            plugin = name.as_str(),
+            "♻️ PLUGIN RELOADED: {name} {from} -> {to}"
+        );
+        lifecycle(
+            &ctx,
+            ProcessEvent::Restarted,
+            Some(format!("reloaded: {from} -> {to}")),
+            0,
+        );
+        self.audit(actor, "plugin_reload", &name, &to);
+        Ok(snapshot)
+    }
+
+    /// Makes the subscriber's subscriptions those of the new manifest.
+    fn adjust_subscriptions(
+        &self,
+        old: &Manifest,
+        new: &Manifest,
+        sub: Option<&crate::bus::Subscriber>,
+    ) {
+        let Some(sub) = sub else { return };
+        for g in old.subscribe.iter().filter(|g| !new.subscribe.contains(g)) {
+            let _ = sub.unsubscribe(g.channel, &g.pattern);
+        }
+        for g in new.subscribe.iter().filter(|g| !old.subscribe.contains(g)) {
+            if let Err(e) = sub.subscribe(g.channel, &g.pattern) {
+                tracing::warn!(
+                    plugin = new.name.as_str(),
+                    "cannot subscribe to {}: {e}",
+                    g.pattern
+                );
+            }
+        }
+    }
+
+    /// Records an operation on `audit` as an `AdminAction`.
+    fn audit(&self, actor: &str, action_type: &str, plugin: &str, version: &str) {
+        let mut details = serde_json::Map::new();
+        details.insert("plugin".into(), plugin.into());
+        details.insert("version".into(), version.into());
+        details.insert("node".into(), self.bus.node().into());
+        let action = crate::messages::audit::AdminAction {
+            admin_user_id: actor.to_owned(),
+            action_type: action_type.to_owned(),
+            target_resource: format!("plugin:{plugin}"),
+            details,
+            justification: None,
+            source_ip: None,
+        };
+        let topic = crate::integration::topics::audit_admin_action(action_type);
+        let result = crate::messages::Envelope::typed(topic, &action, self.bus.node())
+            .map_err(crate::bus::BusError::from)
+            .and_then(|env| self.bus.publish_now(env));
+        if let Err(e) = result {
+            tracing::error!(
+                class = "failure",
+                "audit record of {action_type} {plugin} not published: {e}"
+            );
+        }
     }
 
     /// Unloads every plugin.
@@ -361,6 +639,18 @@ impl Drop for Plugins {
             }
         }
     }
+}
+
+/// Reads a manifest and the component it names.
+fn read_files(manifest_path: &Path) -> Result<(Manifest, Vec<u8>), PluginError> {
+    let manifest = Manifest::from_file(manifest_path)?;
+    let wasm = manifest.component_path(manifest_path);
+    let bytes = std::fs::read(&wasm).map_err(|e| PluginError::Read {
+        plugin: manifest.name.clone(),
+        path: wasm.display().to_string(),
+        message: e.to_string(),
+    })?;
+    Ok((manifest, bytes))
 }
 
 /// Measurement hooks for the benchmarks; not a stable API.

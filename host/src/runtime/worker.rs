@@ -22,10 +22,88 @@ use crate::messages::lifecycle::{ProcessEvent, ProcessLifecycle};
 use crate::messages::Envelope;
 use crate::metrics::SubscriptionMetrics;
 
-/// First wait before re-instantiating after a failed restart.
-const FIRST_BACKOFF: Duration = Duration::from_millis(50);
-/// Longest wait between restart attempts.
-const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// What woke the worker.
+enum Wake {
+    /// Messages were drained (0: the inbox is closed and empty).
+    Messages(usize),
+    /// The escalator's tick is due.
+    Tick,
+    /// A swap or an unload asks for attention.
+    Control,
+}
+
+/// A new version handed to a running worker (hot reload).
+pub(crate) struct Swap {
+    pub(crate) ctx: Arc<PluginContext>,
+    pub(crate) pre: InstancePre<PluginState>,
+    pub(crate) instance: Instance,
+    pub(crate) max_batch: usize,
+    /// Signalled once the new version has the slot.
+    pub(crate) done: std::sync::mpsc::SyncSender<()>,
+}
+
+/// How the outside reaches a running worker.
+#[derive(Default)]
+pub(crate) struct Control {
+    pub(crate) swap: Mutex<Option<Swap>>,
+    pub(crate) wake: tokio::sync::Notify,
+}
+
+/// The restart policy's state: back-off that doubles per consecutive trap,
+/// and parking when traps within the window exceed the maximum.
+struct RestartPolicy {
+    base: Duration,
+    max: Duration,
+    window: Duration,
+    max_restarts: usize,
+    consecutive: u32,
+    recent: std::collections::VecDeque<Instant>,
+    parked: bool,
+}
+
+impl RestartPolicy {
+    fn new(c: &crate::config::RuntimeConfig) -> RestartPolicy {
+        RestartPolicy {
+            base: Duration::from_millis(c.restart_backoff_ms),
+            max: Duration::from_millis(c.max_restart_backoff_ms),
+            window: Duration::from_millis(c.restart_window_ms),
+            max_restarts: c.max_restarts as usize,
+            consecutive: 0,
+            recent: Default::default(),
+            parked: false,
+        }
+    }
+
+    /// A call succeeded: the next trap starts the back-off anew.
+    fn healthy(&mut self) {
+        self.consecutive = 0;
+    }
+
+    /// The wait before the next restart attempt.
+    fn next_backoff(&mut self) -> Duration {
+        self.consecutive = self.consecutive.saturating_add(1);
+        let factor = 1u32.checked_shl(self.consecutive - 1).unwrap_or(u32::MAX);
+        self.base.saturating_mul(factor).min(self.max)
+    }
+
+    /// Records a trap at `now`: the back-off before restarting, or `None`
+    /// when the plugin must be parked.
+    fn after_trap(&mut self, now: Instant) -> Option<Duration> {
+        self.recent.push_back(now);
+        while self
+            .recent
+            .front()
+            .is_some_and(|t| now.duration_since(*t) > self.window)
+        {
+            self.recent.pop_front();
+        }
+        if self.recent.len() > self.max_restarts {
+            self.parked = true;
+            return None;
+        }
+        Some(self.next_backoff())
+    }
+}
 
 /// Everything the worker thread needs.
 pub(crate) struct Worker {
@@ -36,6 +114,8 @@ pub(crate) struct Worker {
     pub(crate) max_batch: usize,
     pub(crate) health: Arc<HealthTracker>,
     pub(crate) metrics: Arc<SubscriptionMetrics>,
+    pub(crate) control: Arc<Control>,
+    pub(crate) policy: crate::config::RuntimeConfig,
 }
 
 /// Longest sleep while a breaker is open, so unloads are noticed promptly.
@@ -62,25 +142,39 @@ pub(crate) fn lifecycle(
 
 impl Worker {
     /// Runs until the inbox is closed and drained.
-    pub(crate) fn run(self, first: Instance) {
+    pub(crate) fn run(mut self, first: Instance) {
         let Some(sub) = self.ctx.subscriber.clone() else {
             return;
         };
-        let tick = match self.ctx.manifest.world {
-            World::AlertEscalator => Some(Duration::from_millis(
-                self.ctx.manifest.tick_interval_ms.unwrap_or(1000),
-            )),
-            _ => None,
-        };
-        let mut next_tick = tick.map(|t| Instant::now() + t);
+        let mut next_tick = self.tick_interval().map(|t| Instant::now() + t);
         let mut instance = Some(first);
-        let mut backoff = FIRST_BACKOFF;
+        let mut restarts = RestartPolicy::new(&self.policy);
         let mut buf: Vec<Arc<Envelope>> = Vec::with_capacity(self.max_batch);
         loop {
+            if let Some(swap) = self.control.swap.lock().take() {
+                if let Some(old) = instance.take() {
+                    old.shutdown();
+                }
+                self.ctx = swap.ctx;
+                self.pre = swap.pre;
+                self.max_batch = swap.max_batch;
+                instance = Some(swap.instance);
+                restarts = RestartPolicy::new(&self.policy);
+                next_tick = self.tick_interval().map(|t| Instant::now() + t);
+                let _ = swap.done.send(());
+            }
+            if restarts.parked {
+                // Parked: deliver nothing until a reload (swap) or unload.
+                if sub.is_closed() {
+                    break;
+                }
+                self.ctx.handle.block_on(self.control.wake.notified());
+                continue;
+            }
             if instance.is_none() {
                 match Instance::start(&self.engine, &self.pre, Arc::clone(&self.ctx)) {
                     Ok(i) => {
-                        let restarts = {
+                        let count = {
                             let mut info = self.info.lock();
                             info.restarts += 1;
                             info.state = RunState::Running;
@@ -89,13 +183,12 @@ impl Worker {
                         tracing::info!(
                             class = "success",
                             plugin = self.ctx.name(),
-                            "🔁 PLUGIN RESTARTED: {} (restart {restarts})",
+                            "🔁 PLUGIN RESTARTED: {} (restart {count})",
                             self.ctx.name()
                         );
-                        lifecycle(&self.ctx, ProcessEvent::Restarted, None, restarts);
+                        lifecycle(&self.ctx, ProcessEvent::Restarted, None, count);
                         self.health.record(self.ctx.name(), HealthInput::Restarted);
                         instance = Some(i);
-                        backoff = FIRST_BACKOFF;
                     }
                     Err(e) => {
                         self.info.lock().last_error = Some(e.to_string());
@@ -107,8 +200,8 @@ impl Worker {
                         if sub.is_closed() && sub.queue_depth() == 0 {
                             break;
                         }
-                        std::thread::sleep(backoff);
-                        backoff = (backoff * 2).min(MAX_BACKOFF);
+                        let wait = restarts.next_backoff();
+                        self.pause(wait);
                         continue;
                     }
                 }
@@ -121,32 +214,48 @@ impl Worker {
                     if sub.is_closed() {
                         break;
                     }
-                    std::thread::sleep(d.min(OPEN_POLL));
+                    self.pause(d.min(OPEN_POLL));
                     continue;
                 }
             };
             buf.clear();
-            let got = self.ctx.handle.block_on(async {
-                match next_tick {
-                    Some(at) => tokio::time::timeout_at(at.into(), sub.recv_many(&mut buf, max))
-                        .await
-                        .ok(),
-                    None => Some(sub.recv_many(&mut buf, max).await),
+            let event = self.ctx.handle.block_on(async {
+                let recv = sub.recv_many(&mut buf, max);
+                let tick = async {
+                    match next_tick {
+                        Some(at) => tokio::time::sleep_until(at.into()).await,
+                        None => std::future::pending().await,
+                    }
+                };
+                tokio::select! {
+                    n = recv => Wake::Messages(n),
+                    () = tick => Wake::Tick,
+                    () = self.control.wake.notified() => Wake::Control,
                 }
             });
             let inst = instance.as_mut().expect("instance present");
-            let result = match got {
-                Some(0) => break,
-                Some(_) if self.ctx.manifest.world == World::Subscriber => self.deliver(inst, &buf),
-                Some(_) => self.alerts(inst, &buf),
-                None => {
-                    next_tick = tick.map(|t| Instant::now() + t);
+            let result = match event {
+                Wake::Messages(0) => break,
+                Wake::Messages(_) if self.ctx.manifest.world == World::Subscriber => {
+                    self.deliver(inst, &buf)
+                }
+                Wake::Messages(_) => self.alerts(inst, &buf),
+                Wake::Tick => {
+                    next_tick = self.tick_interval().map(|t| Instant::now() + t);
                     self.tick(inst)
                 }
+                Wake::Control => continue,
             };
-            if let Err(e) = result {
-                self.crashed(&e);
-                instance = None;
+            match result {
+                Ok(()) => restarts.healthy(),
+                Err(e) => {
+                    instance = None;
+                    self.crashed(&e);
+                    match restarts.after_trap(Instant::now()) {
+                        Some(wait) => self.pause(wait),
+                        None => self.park(&restarts),
+                    }
+                }
             }
         }
         if let Some(i) = instance {
@@ -159,6 +268,45 @@ impl Worker {
             &self.ctx,
             ProcessEvent::Stopped,
             Some("unloaded".into()),
+            self.info.lock().restarts,
+        );
+    }
+
+    /// The escalator's tick period, if this plugin ticks.
+    fn tick_interval(&self) -> Option<Duration> {
+        (self.ctx.manifest.world == World::AlertEscalator)
+            .then(|| Duration::from_millis(self.ctx.manifest.tick_interval_ms.unwrap_or(1000)))
+    }
+
+    /// Sleeps for `d`, waking early for a swap or an unload.
+    fn pause(&self, d: Duration) {
+        let wake = self.control.wake.notified();
+        self.ctx.handle.block_on(async {
+            let _ = tokio::time::timeout(d, wake).await;
+        });
+    }
+
+    /// Parks the plugin after too many traps: nothing is delivered until an
+    /// operator reloads it; its subscription shows as failed, breaker open.
+    fn park(&self, restarts: &RestartPolicy) {
+        let reason = format!(
+            "parked after {} traps within {} ms; reload to resume",
+            restarts.recent.len(),
+            self.policy.restart_window_ms
+        );
+        self.info.lock().state = RunState::Parked;
+        tracing::error!(
+            class = "failure",
+            plugin = self.ctx.name(),
+            "🅿️ PLUGIN PARKED: {}: {reason}",
+            self.ctx.name()
+        );
+        self.health
+            .record(self.ctx.name(), HealthInput::Parked(reason.clone()));
+        lifecycle(
+            &self.ctx,
+            ProcessEvent::Crashed,
+            Some(reason),
             self.info.lock().restarts,
         );
     }

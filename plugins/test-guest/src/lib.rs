@@ -105,6 +105,8 @@ struct Config {
     /// Files `probe` tries to read.
     #[serde(default)]
     paths: Vec<String>,
+    /// A label copied into every echo (tells versions apart in reload tests).
+    tag: Option<String>,
 }
 
 /// Per-instance state.
@@ -119,6 +121,8 @@ struct State {
     name: Option<String>,
     /// Files `probe` tries to read.
     paths: Vec<String>,
+    /// Copied into every echo.
+    tag: Option<String>,
 }
 
 thread_local! {
@@ -156,6 +160,7 @@ impl Guest for TestGuest {
                 count: 0,
                 name: None,
                 paths: config.paths.clone(),
+                tag: config.tag.clone(),
             }
         });
         Ok(())
@@ -247,7 +252,13 @@ fn report(kind: &str, payload: serde_json::Value) -> Result<(), Error> {
 fn echo(message: &Message, batch: bool) -> Result<(), Error> {
     report(
         "custom.echo",
-        json!({ "id": message.id, "topic": message.topic, "kind": message.kind, "batch": batch }),
+        json!({
+            "id": message.id,
+            "topic": message.topic,
+            "kind": message.kind,
+            "batch": batch,
+            "tag": STATE.with_borrow(|s| s.tag.clone()),
+        }),
     )
 }
 

@@ -1,0 +1,181 @@
+//! The HTTP admin API, for `exesdb-host plugin …` and operators' tools.
+//! Listens on `[admin] listen` (loopback by default). JSON in and out;
+//! errors are `{"error": "…"}` with a 4xx status.
+//!
+//! | method | path | does |
+//! |---|---|---|
+//! | GET | `/plugins` | list plugins (name, version, world, state, uptime, counts, restarts, last error) |
+//! | GET | `/plugins/{name}` | one plugin's status |
+//! | POST | `/plugins` `{"manifest": "/abs/x.toml"}` | load, or replace if loaded |
+//! | POST | `/plugins/{name}/reload` `{"manifest": …}` (optional) | reload from the given or the original manifest |
+//! | DELETE | `/plugins/{name}` | unload |
+//! | GET | `/health` | the default store's subscription health summary |
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+
+use crate::runtime::{PluginError, PluginInfo, Plugins};
+
+/// Who the audit trail names for changes made through the API.
+pub const ACTOR: &str = "admin-api";
+
+/// A plugin's status as the API reports it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PluginStatus {
+    /// The plugin's status.
+    #[serde(flatten)]
+    pub info: serde_json::Value,
+    /// Seconds since it was (re)loaded.
+    pub uptime_secs: i64,
+}
+
+fn status(info: PluginInfo) -> PluginStatus {
+    let uptime_secs = (chrono::Utc::now() - info.loaded_at).num_seconds();
+    PluginStatus {
+        info: serde_json::to_value(info).unwrap_or_default(),
+        uptime_secs,
+    }
+}
+
+/// Body of load and reload requests.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoadRequest {
+    /// Path of the manifest (the component is found from it).
+    pub manifest: Option<PathBuf>,
+}
+
+struct ApiError(StatusCode, String);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.0, Json(serde_json::json!({ "error": self.1 }))).into_response()
+    }
+}
+
+impl From<PluginError> for ApiError {
+    fn from(e: PluginError) -> Self {
+        let code = match e {
+            PluginError::NotFound { .. } => StatusCode::NOT_FOUND,
+            PluginError::Duplicate { .. } => StatusCode::CONFLICT,
+            _ => StatusCode::UNPROCESSABLE_ENTITY,
+        };
+        ApiError(code, e.to_string())
+    }
+}
+
+/// The API's routes over `plugins`.
+pub fn router(plugins: Arc<Plugins>) -> Router {
+    Router::new()
+        .route("/plugins", get(list).post(load))
+        .route("/plugins/{name}", get(one).delete(unload))
+        .route("/plugins/{name}/reload", post(reload))
+        .route("/health", get(health))
+        .with_state(plugins)
+}
+
+/// Binds `addr` and serves the API until the task is aborted; returns the
+/// bound address (useful with port 0) and the serving task.
+///
+/// # Errors
+/// The bind error, naming the address.
+pub async fn serve(
+    addr: SocketAddr,
+    plugins: Arc<Plugins>,
+) -> anyhow::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| anyhow::anyhow!("admin API cannot listen on {addr}: {e}"))?;
+    let local = listener.local_addr()?;
+    let app = router(plugins);
+    let task = tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            tracing::error!("admin API stopped: {e}");
+        }
+    });
+    Ok((local, task))
+}
+
+async fn list(State(p): State<Arc<Plugins>>) -> Json<Vec<PluginStatus>> {
+    Json(p.list().into_iter().map(status).collect())
+}
+
+async fn one(
+    State(p): State<Arc<Plugins>>,
+    Path(name): Path<String>,
+) -> Result<Json<PluginStatus>, ApiError> {
+    p.status(&name)
+        .map(|i| Json(status(i)))
+        .ok_or_else(|| PluginError::NotFound { plugin: name }.into())
+}
+
+async fn load(
+    State(p): State<Arc<Plugins>>,
+    Json(req): Json<LoadRequest>,
+) -> Result<Json<PluginStatus>, ApiError> {
+    let path = req.manifest.ok_or_else(|| {
+        ApiError(
+            StatusCode::BAD_REQUEST,
+            "`manifest` (a path) is required".into(),
+        )
+    })?;
+    Ok(Json(status(p.reload_file_by(ACTOR, &path).await?)))
+}
+
+async fn reload(
+    State(p): State<Arc<Plugins>>,
+    Path(name): Path<String>,
+    body: Option<Json<LoadRequest>>,
+) -> Result<Json<PluginStatus>, ApiError> {
+    let info = match body.and_then(|Json(r)| r.manifest) {
+        Some(path) => {
+            let manifest = crate::runtime::Manifest::from_file(&path).map_err(PluginError::from)?;
+            if manifest.name != name {
+                return Err(ApiError(
+                    StatusCode::BAD_REQUEST,
+                    format!(
+                        "manifest {} is for plugin `{}`, not `{name}`",
+                        path.display(),
+                        manifest.name
+                    ),
+                ));
+            }
+            p.reload_file_by(ACTOR, &path).await?
+        }
+        None => p.reload_from_source_by(ACTOR, &name).await?,
+    };
+    Ok(Json(status(info)))
+}
+
+async fn unload(
+    State(p): State<Arc<Plugins>>,
+    Path(name): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    p.unload_by(ACTOR, &name).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn health(State(p): State<Arc<Plugins>>) -> Json<serde_json::Value> {
+    let summary = p.health().summary();
+    let subs: Vec<serde_json::Value> = p
+        .health()
+        .list()
+        .into_iter()
+        .map(|s| {
+            serde_json::json!({
+                "name": s.name, "status": s.status, "breaker": s.breaker,
+                "event_count": s.event_count, "error_count": s.error_count,
+                "consecutive_failures": s.consecutive_failures, "last_error": s.last_error,
+            })
+        })
+        .collect();
+    Json(serde_json::json!({ "summary": summary, "subscriptions": subs }))
+}

@@ -1,0 +1,128 @@
+//! Unit tests that need the engine underneath: the format-version check and
+//! files that are not stores.
+
+use redb::{Database, TableDefinition};
+
+use super::*;
+
+const META: TableDefinition<'_, &str, u64> = TableDefinition::new("meta");
+
+#[test]
+fn a_newer_format_version_is_refused_on_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = Store::open(dir.path(), "s", Durability::Immediate)
+        .unwrap()
+        .path()
+        .to_owned();
+    {
+        let db = Database::open(&path).unwrap();
+        let txn = db.begin_write().unwrap();
+        txn.open_table(META)
+            .unwrap()
+            .insert("format_version", FORMAT_VERSION + 1)
+            .unwrap();
+        txn.commit().unwrap();
+    }
+    let err = Store::open(dir.path(), "s", Durability::Immediate).unwrap_err();
+    assert!(
+        matches!(err, StoreError::UnsupportedFormat { found, supported, .. }
+            if found == FORMAT_VERSION + 1 && supported == FORMAT_VERSION),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("store s:"), "{err}");
+}
+
+#[test]
+fn a_file_that_is_not_a_store_is_an_error_naming_the_store() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("junk.redb"), vec![0x5a; 8192]).unwrap();
+    let err = Store::open(dir.path(), "junk", Durability::Immediate).unwrap_err();
+    assert!(err.to_string().contains("store junk:"), "{err}");
+}
+
+#[test]
+fn records_round_trip_through_the_codec() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), "codec", Durability::Relaxed).unwrap();
+    let big = vec![7u8; 100_000];
+    let ev = NewEvent::bytes("Big", "application/octet-stream", big.clone()).with_metadata(
+        Payload::Bytes {
+            content_type: "text/plain".into(),
+            bytes: b"meta".to_vec(),
+        },
+    );
+    let id = ev.event_id;
+    store.append("s", ExpectedVersion::Any, vec![ev]).unwrap();
+    let got = &store.read_all(0, 1, Direction::Forward).unwrap()[0];
+    assert_eq!(got.event_id, id);
+    assert_eq!(got.data.to_bytes(), big);
+    assert_eq!(got.metadata.content_type(), "text/plain");
+    // JSON stored as bytes with the JSON content type reads back as JSON.
+    store
+        .append(
+            "s",
+            ExpectedVersion::Any,
+            vec![NewEvent::bytes(
+                "J",
+                Payload::JSON_CONTENT_TYPE,
+                b"{\"a\":1}".to_vec(),
+            )],
+        )
+        .unwrap();
+    let got = &store.read_all(1, 1, Direction::Forward).unwrap()[0];
+    assert_eq!(got.data, Payload::Json(serde_json::json!({"a": 1})));
+}
+
+#[test]
+fn a_conflict_inside_a_group_commit_leaves_the_other_appends_alone() {
+    use super::codec::{EncodedPayload, PreparedEvent};
+    use super::writer::AppendRequest;
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), "g", Durability::Immediate).unwrap();
+    let req = |stream: &str, expected, n: usize| AppendRequest {
+        stream: stream.into(),
+        expected,
+        events: (0..n)
+            .map(|i| PreparedEvent {
+                event_id: uuid::Uuid::now_v7(),
+                event_type: "E".into(),
+                data: EncodedPayload::new(Payload::Json(serde_json::json!({ "i": i }))),
+                meta: EncodedPayload::new(Payload::empty()),
+            })
+            .collect(),
+        created: chrono::Utc::now(),
+    };
+    let out = store.write_group(&[
+        req("a", ExpectedVersion::NoStream, 2),
+        req("a", ExpectedVersion::NoStream, 1),
+        req("b", ExpectedVersion::Any, 3),
+        req("a", ExpectedVersion::Exact(1), 1),
+        req("c", ExpectedVersion::StreamExists, 1),
+    ]);
+    let a0 = out[0].as_ref().unwrap();
+    assert_eq!((a0.first_position, a0.last_event_number), (0, 1));
+    assert!(matches!(
+        out[1],
+        Err(StoreError::WrongExpectedVersion {
+            current: Some(1),
+            ..
+        })
+    ));
+    let b = out[2].as_ref().unwrap();
+    assert_eq!((b.first_position, b.last_position), (2, 4));
+    let a2 = out[3].as_ref().unwrap();
+    assert_eq!((a2.first_event_number, a2.first_position), (2, 5));
+    assert!(matches!(
+        out[4],
+        Err(StoreError::WrongExpectedVersion { current: None, .. })
+    ));
+    assert_eq!(store.stream_version("a").unwrap(), Some(2));
+    assert_eq!(store.stream_version("c").unwrap(), None);
+    assert_eq!(store.head_position().unwrap(), Some(5));
+    assert_eq!(*store.subscribe_appends().borrow(), Some(5));
+    // A group where every append conflicts writes nothing.
+    let out = store.write_group(&[req("a", ExpectedVersion::NoStream, 1)]);
+    assert!(out[0].is_err());
+    assert_eq!(store.head_position().unwrap(), Some(5));
+}
