@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use crate::bus::{Bus, BusError};
 use crate::config::{Config, ConsoleFormat};
+use crate::emitter::{Emitters, Start, Stores, SubscriptionSpec, Target};
 use crate::health::{HealthTracker, Reporter};
 use crate::integration::Integration;
 use crate::logging::format;
@@ -54,6 +55,8 @@ pub struct Host {
     tasks: Vec<tokio::task::JoinHandle<()>>,
     watcher: Option<crate::reload::Watcher>,
     admin: Option<std::net::SocketAddr>,
+    stores: Arc<Stores>,
+    emitters: Arc<Emitters>,
 }
 
 impl Host {
@@ -74,6 +77,14 @@ impl Host {
         let store = config.stores.default.clone();
         let health = HealthTracker::new(&store, config.health_monitoring.clone(), bus.clone());
         let metrics = MetricsCollector::new(&store, bus.clone());
+        let stores = Stores::new(
+            &config.stores.data_dir,
+            config.stores.durability,
+            bus.clone(),
+        );
+        stores
+            .get(&store)
+            .map_err(|e| anyhow::anyhow!("cannot open the default store: {e}"))?;
         let runtime = Runtime::with_config(&config.runtime)?;
         let plugins = Arc::new(Plugins::with_monitoring(
             runtime,
@@ -82,8 +93,22 @@ impl Host {
             Arc::clone(&health),
             Arc::clone(&metrics),
         ));
+        let emitters = Emitters::new(
+            Arc::clone(&stores),
+            Arc::clone(&health),
+            bus.clone(),
+            Arc::downgrade(&plugins),
+        );
+        // Subscribed before any plugin loads, so no lifecycle event is missed.
+        let lifecycle = bus.subscriber("store-subscription-reconciler")?;
+        lifecycle.subscribe(crate::bus::Channel::Lifecycle, "process_lifecycle:>")?;
+        let mut tasks = vec![tokio::spawn(reconcile_store_subscriptions(
+            lifecycle,
+            Arc::clone(&plugins),
+            Arc::clone(&emitters),
+            store.clone(),
+        ))];
         load_plugins(&config, &plugins, &integration).await;
-        let mut tasks = Vec::new();
         let watcher = start_watcher(&config, &plugins, &integration);
         let admin = match config.admin.listen.parse::<std::net::SocketAddr>() {
             Ok(addr) => {
@@ -135,6 +160,8 @@ impl Host {
             tasks,
             watcher,
             admin,
+            stores,
+            emitters,
         })
     }
 
@@ -151,6 +178,16 @@ impl Host {
     /// Where the admin API listens, if it is on.
     pub fn admin_addr(&self) -> Option<std::net::SocketAddr> {
         self.admin
+    }
+
+    /// The stores: append (announced on `events`), and each store's reads.
+    pub fn stores(&self) -> &Arc<Stores> {
+        &self.stores
+    }
+
+    /// The emitter workers: store subscriptions for native handlers and plugins.
+    pub fn emitters(&self) -> &Arc<Emitters> {
+        &self.emitters
     }
 
     /// The loaded plugins: load, unload, list, status.
@@ -180,6 +217,7 @@ impl Host {
         for task in &self.tasks {
             task.abort();
         }
+        self.emitters.shutdown().await;
         self.plugins.unload_all().await;
         if let Some(logging) = crate::logging::installed() {
             logging.bridge.detach(&self.bus);
@@ -245,6 +283,56 @@ async fn load_plugins(config: &Config, plugins: &Arc<Plugins>, integration: &Int
             }
             (None, _) => tracing::error!(class = "failure", "console format `plugin:{name}`: no log-formatter plugin `{name}` is loaded; using the built-in format"),
             _ => {}
+        }
+    }
+}
+
+/// Keeps each plugin's emitter workers in line with its manifest's
+/// `[[store_subscription]]`s: created when it is loaded, recreated when a
+/// reload changes them, stopped when it is unloaded. Driven by the plugins'
+/// `ProcessLifecycle` events.
+async fn reconcile_store_subscriptions(
+    watch: crate::bus::Subscriber,
+    plugins: Arc<Plugins>,
+    emitters: Arc<Emitters>,
+    default_store: String,
+) {
+    let wanted = |name: &str| -> Vec<SubscriptionSpec> {
+        let Some(m) = plugins.manifest(name) else {
+            return Vec::new();
+        };
+        m.store_subscription
+            .iter()
+            .filter_map(|s| {
+                Some(SubscriptionSpec {
+                    store: s.store.clone().unwrap_or_else(|| default_store.clone()),
+                    selector: s.selector.parse().ok()?,
+                    start: s.start.parse::<Start>().ok()?,
+                    name: s.name.clone(),
+                })
+            })
+            .collect()
+    };
+    while let Some(env) = watch.recv().await {
+        let Ok(event) = env.decode::<crate::messages::lifecycle::ProcessLifecycle>() else {
+            continue;
+        };
+        if !event.module.starts_with("wasm:") {
+            continue;
+        }
+        let name = event.name;
+        let want = wanted(&name);
+        if want != emitters.specs_of(&name) {
+            emitters.unsubscribe_all_of(&name).await;
+            for spec in want {
+                if let Err(e) = emitters.subscribe(spec, Target::Plugin(name.clone())) {
+                    tracing::error!(
+                        class = "failure",
+                        plugin = name.as_str(),
+                        "store subscription not started: {e}"
+                    );
+                }
+            }
         }
     }
 }

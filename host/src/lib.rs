@@ -9,6 +9,7 @@ pub mod admin;
 pub mod bus;
 pub mod cli;
 pub mod config;
+pub mod emitter;
 pub mod health;
 pub mod host;
 pub mod integration;

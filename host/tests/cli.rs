@@ -5,7 +5,11 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 fn bin() -> Command {
+    // Each run gets its own data directory (a store's file is locked by the
+    // process that opened it); the directory is left for the OS to clean.
+    let data = tempfile::tempdir().unwrap().keep();
     let mut c = Command::new(env!("CARGO_BIN_EXE_exesdb-host"));
+    c.env("EXESDB_STORES__DATA_DIR", data);
     c.env("NO_COLOR", "1")
         .env_remove("RUST_LOG")
         .env("EXESDB_ADMIN__LISTEN", "127.0.0.1:0");

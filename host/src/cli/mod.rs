@@ -7,6 +7,8 @@ use clap::{Parser, Subcommand};
 use crate::config::Config;
 use crate::host::Host;
 
+mod store;
+
 /// ExESDB's PubSub architecture as a WebAssembly plugin host.
 #[derive(Debug, Parser)]
 #[command(name = "exesdb-host", version, about, long_about = None)]
@@ -47,6 +49,29 @@ pub enum Command {
         /// What to do.
         #[command(subcommand)]
         action: PluginAction,
+    },
+    /// Append, read and list events and manage subscription checkpoints,
+    /// directly on a store's data directory.
+    ///
+    /// Use these when the host is not running: a running host holds the
+    /// store's lock, and the command then fails with a "locked" error naming
+    /// the store (stop the host and retry).
+    Store {
+        /// The directory holding the stores (`<ID>.redb` files).
+        #[arg(
+            long,
+            global = true,
+            value_name = "DIR",
+            default_value = ".exesdb/data",
+            env = "EXESDB_DATA_DIR"
+        )]
+        data_dir: PathBuf,
+        /// The store.
+        #[arg(long, global = true, value_name = "ID", default_value = "default")]
+        store: String,
+        /// What to do.
+        #[command(subcommand)]
+        action: store::StoreAction,
     },
 }
 
@@ -103,6 +128,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Plugin { admin, action } => plugin_command(&admin, action),
+        Command::Store {
+            data_dir,
+            store,
+            action,
+        } => store::run(&data_dir, &store, action),
         Command::Run { config } => {
             let config = Config::load(config.as_deref())?;
             crate::logging::init(&config.console, &config.node.name);

@@ -200,4 +200,9 @@ pub struct StoresConfig {
     /// The store that exists from the start; plugins' subscriptions are
     /// tracked under it.
     pub default: String,
+    /// Directory of the stores' files (`<store>.redb`).
+    pub data_dir: String,
+    /// `immediate` (fsync on every commit) or `relaxed` (no fsync: survives
+    /// a process crash, not an OS crash).
+    pub durability: crate::store::Durability,
 }

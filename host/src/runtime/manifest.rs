@@ -16,6 +16,12 @@
 //! channel = "alerts"
 //! pattern = "system_alert:>"
 //!
+//! [[store_subscription]]          # store events via emitter workers (subscriber only)
+//! store = "default"               # optional; the host's default store
+//! selector = "$all"               # $all | <stream> | $et-<type> | $pattern-<glob>
+//! start = "beginning"             # beginning | now | <global position>
+//! name = "projector"              # optional: persistent, resumes from its checkpoint
+//!
 //! [limits]                        # all optional
 //! memory_mb = 64                  # linear memory cap per instance
 //! call_timeout_ms = 1000          # time budget per call (epoch deadline)
@@ -84,6 +90,28 @@ pub struct TopicGrant {
     pub pattern: String,
 }
 
+/// A store subscription in a manifest:
+/// `[[store_subscription]] store = "default", selector = "$all", start = "beginning", name = "…"`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreSubscription {
+    /// The store (the host's default store when absent).
+    #[serde(default)]
+    pub store: Option<String>,
+    /// `$all`, a stream name, `$et-<type>` or `$pattern-<glob>`.
+    pub selector: String,
+    /// `beginning` (default), `now`, or a global position.
+    #[serde(default = "beginning")]
+    pub start: String,
+    /// A name makes it persistent: a durable checkpoint resumes it.
+    #[serde(default)]
+    pub name: Option<String>,
+}
+
+fn beginning() -> String {
+    "beginning".into()
+}
+
 /// Resource limits of each instance.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -144,6 +172,10 @@ pub struct Manifest {
     /// Publish grants.
     #[serde(default)]
     pub publish: Vec<TopicGrant>,
+    /// Store subscriptions: the plugin receives these stores' events through
+    /// emitter workers (subscriber world only).
+    #[serde(default)]
+    pub store_subscription: Vec<StoreSubscription>,
     /// Limits.
     #[serde(default)]
     pub limits: Limits,
@@ -211,6 +243,21 @@ impl Manifest {
             for (i, g) in grants.iter().enumerate() {
                 Pattern::parse(&g.pattern)
                     .map_err(|e| err(Some(format!("{list}[{i}].pattern")), e.to_string()))?;
+            }
+        }
+        for (i, s) in m.store_subscription.iter().enumerate() {
+            let key = |k: &str| Some(format!("store_subscription[{i}].{k}"));
+            s.selector
+                .parse::<crate::store::Selector>()
+                .map_err(|e| err(key("selector"), e.to_string()))?;
+            s.start
+                .parse::<crate::emitter::Start>()
+                .map_err(|e| err(key("start"), e))?;
+            if m.world != World::Subscriber {
+                return Err(err(
+                    key("selector"),
+                    "only a subscriber receives store events".into(),
+                ));
             }
         }
         if m.limits.memory_mb == 0 || m.limits.memory_mb > 4096 {

@@ -16,7 +16,7 @@ use super::formatter::FormatterPlugin;
 use super::instance::Instance;
 use super::manifest::{Manifest, World};
 use super::state::PluginContext;
-use super::worker::{lifecycle, Control, Swap, Worker};
+use super::worker::{lifecycle, Control, Request, Swap, Worker};
 use super::{PluginError, Runtime};
 use crate::bus::{Bus, SubscriberId};
 use crate::health::{HealthInput, HealthTracker};
@@ -136,6 +136,11 @@ impl Plugins {
     /// How the runtime's compiled-component cache has been used.
     pub fn runtime_cache_stats(&self) -> super::CacheStats {
         self.runtime.cache_stats()
+    }
+
+    /// The bus the plugins are on.
+    pub fn bus(&self) -> &Bus {
+        &self.bus
     }
 
     /// The health tracker the plugins report to.
@@ -359,8 +364,8 @@ impl Plugins {
             ctx.manifest.version,
             ctx.manifest.world
         );
-        lifecycle(&ctx, ProcessEvent::Started, None, 0);
         let snapshot = info.lock().clone();
+        let started = Arc::clone(&ctx);
         self.slots.lock().insert(
             name,
             Slot {
@@ -372,6 +377,8 @@ impl Plugins {
                 digest,
             },
         );
+        // Announced once the slot exists, so listeners can look the plugin up.
+        lifecycle(&started, ProcessEvent::Started, None, 0);
         Ok(snapshot)
     }
 
@@ -600,6 +607,41 @@ impl Plugins {
         }
     }
 
+    /// Hands `events` to a subscriber plugin directly, bypassing its bus
+    /// inbox (used by emitter workers), and waits for the outcome. The events
+    /// are handled one by one (`on-message`) in order, stopping at the first
+    /// failure, which is returned; the events after it are not handled. The
+    /// calls run on the plugin's own worker, between its inbox batches.
+    ///
+    /// # Errors
+    /// Text naming the plugin when it is not loaded, not a subscriber,
+    /// parked, unloaded meanwhile, or trapped on this batch.
+    pub async fn deliver_direct(
+        &self,
+        name: &str,
+        events: Vec<Arc<crate::messages::Envelope>>,
+    ) -> Result<Vec<(usize, String)>, String> {
+        let control = {
+            let slots = self.slots.lock();
+            let slot = slots
+                .get(name)
+                .ok_or_else(|| format!("no plugin named `{name}` is loaded"))?;
+            if slot.ctx.manifest.world != World::Subscriber {
+                return Err(format!(
+                    "plugin `{name}` is a {}, not a subscriber",
+                    slot.ctx.manifest.world
+                ));
+            }
+            Arc::clone(&slot.control)
+        };
+        let (reply, outcome) = tokio::sync::oneshot::channel();
+        control.requests.lock().push_back(Request { events, reply });
+        control.wake.notify_one();
+        outcome
+            .await
+            .map_err(|_| format!("plugin `{name}` stopped before handling the events"))?
+    }
+
     /// Unloads every plugin.
     pub async fn unload_all(&self) {
         let names: Vec<String> = self.slots.lock().keys().cloned().collect();
@@ -620,6 +662,11 @@ impl Plugins {
     /// One plugin's status.
     pub fn status(&self, name: &str) -> Option<PluginInfo> {
         self.slots.lock().get(name).map(|s| s.info.lock().clone())
+    }
+
+    /// The manifest of the loaded version of a plugin.
+    pub fn manifest(&self, name: &str) -> Option<Manifest> {
+        self.slots.lock().get(name).map(|s| s.ctx.manifest.clone())
     }
 
     /// The loaded log-formatter plugin of that name.

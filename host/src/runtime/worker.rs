@@ -42,10 +42,21 @@ pub(crate) struct Swap {
     pub(crate) done: std::sync::mpsc::SyncSender<()>,
 }
 
+/// Failures of a direct delivery: (index in the batch, error text).
+pub(crate) type Failures = Vec<(usize, String)>;
+
+/// Messages handed to the plugin directly (by an emitter worker), with the
+/// channel that receives the outcome.
+pub(crate) struct Request {
+    pub(crate) events: Vec<Arc<Envelope>>,
+    pub(crate) reply: tokio::sync::oneshot::Sender<Result<Failures, String>>,
+}
+
 /// How the outside reaches a running worker.
 #[derive(Default)]
 pub(crate) struct Control {
     pub(crate) swap: Mutex<Option<Swap>>,
+    pub(crate) requests: Mutex<std::collections::VecDeque<Request>>,
     pub(crate) wake: tokio::sync::Notify,
 }
 
@@ -165,6 +176,11 @@ impl Worker {
             }
             if restarts.parked {
                 // Parked: deliver nothing until a reload (swap) or unload.
+                for req in self.control.requests.lock().drain(..) {
+                    let _ = req
+                        .reply
+                        .send(Err(format!("plugin `{}` is parked", self.ctx.name())));
+                }
                 if sub.is_closed() {
                     break;
                 }
@@ -206,6 +222,26 @@ impl Worker {
                     }
                 }
             }
+            let request = self.control.requests.lock().pop_front();
+            if let Some(req) = request {
+                let inst = instance.as_mut().expect("instance present");
+                match self.deliver_in_order(inst, &req.events) {
+                    Ok(failures) => {
+                        restarts.healthy();
+                        let _ = req.reply.send(Ok(failures));
+                    }
+                    Err(e) => {
+                        let _ = req.reply.send(Err(e.to_string()));
+                        instance = None;
+                        self.crashed(&e);
+                        match restarts.after_trap(Instant::now()) {
+                            Some(wait) => self.pause(wait),
+                            None => self.park(&restarts),
+                        }
+                    }
+                }
+                continue;
+            }
             let max = match self.health.gate(self.ctx.name()) {
                 Gate::Deliver => self.max_batch,
                 Gate::Trial => 1,
@@ -237,7 +273,7 @@ impl Worker {
             let result = match event {
                 Wake::Messages(0) => break,
                 Wake::Messages(_) if self.ctx.manifest.world == World::Subscriber => {
-                    self.deliver(inst, &buf)
+                    self.deliver(inst, &buf).map(drop)
                 }
                 Wake::Messages(_) => self.alerts(inst, &buf),
                 Wake::Tick => {
@@ -311,7 +347,24 @@ impl Worker {
         );
     }
 
-    fn deliver(&self, inst: &mut Instance, buf: &[Arc<Envelope>]) -> Result<(), PluginError> {
+    /// Calls the guest one message at a time and stops at the first failure,
+    /// so nothing after a failed event is handled (store subscriptions need
+    /// exactly-once, in-order delivery). Returns that failure, if any.
+    fn deliver_in_order(
+        &self,
+        inst: &mut Instance,
+        events: &[Arc<Envelope>],
+    ) -> Result<Failures, PluginError> {
+        for (i, env) in events.iter().enumerate() {
+            if let Some((_, err)) = self.deliver(inst, std::slice::from_ref(env))?.pop() {
+                return Ok(vec![(i, err)]);
+            }
+        }
+        Ok(Vec::new())
+    }
+
+    /// Calls the guest with `buf`; returns the messages it failed.
+    fn deliver(&self, inst: &mut Instance, buf: &[Arc<Envelope>]) -> Result<Failures, PluginError> {
         let started = Instant::now();
         let result = inst.deliver(buf);
         self.metrics.call_time.record(started.elapsed());
@@ -353,7 +406,9 @@ impl Worker {
                 self.flush_ok(&mut ok_run);
                 // Last: a visible count means latencies and health are recorded.
                 self.count(ok, failed_n);
-                Ok(())
+                let mut failures: Failures = failed.into_iter().collect();
+                failures.sort_by_key(|(i, _)| *i);
+                Ok(failures)
             }
             Err(e) => {
                 self.count(0, buf.len());
