@@ -94,30 +94,25 @@ async fn apply(dir: &Path, name: &str, plugins: &Plugins, integration: &Integrat
         }
         return;
     }
-    let result = async {
-        let manifest = Manifest::from_file(&manifest_path)?;
-        let wasm_path = manifest.component_path(&manifest_path);
-        if !wasm_path.exists() {
-            if plugins.status(&manifest.name).is_some() {
-                tracing::info!(
-                    class = "action",
-                    "📂 {} removed: unloading {}",
-                    wasm_path.display(),
-                    manifest.name
-                );
-                plugins.unload_by(ACTOR, &manifest.name).await?;
-            }
-            return Ok(());
+    let manifest = match Manifest::from_file(&manifest_path) {
+        Ok(m) => m,
+        Err(e) => return report(&e.into(), name, integration).await,
+    };
+    let wasm_path = manifest.component_path(&manifest_path);
+    if !wasm_path.exists() {
+        if plugins.status(&manifest.name).is_some() {
+            tracing::info!(
+                class = "action",
+                "📂 {} removed: unloading {}",
+                wasm_path.display(),
+                manifest.name
+            );
+            let _ = plugins.unload_by(ACTOR, &manifest.name).await;
         }
-        plugins
-            .reload_file_by(ACTOR, &manifest_path)
-            .await
-            .map(drop)
+        return;
     }
-    .await;
-    if let Err(err) = result {
-        report(&err, name, integration).await;
-    }
+    // Failures are reported (console and SystemAlert) by `Plugins` itself.
+    let _ = plugins.reload_file_by(ACTOR, &manifest_path).await;
 }
 
 /// Reports a rejected change: console and `SystemAlert`.

@@ -174,7 +174,7 @@ impl Plugins {
         actor: &str,
         manifest_path: &Path,
     ) -> Result<PluginInfo, PluginError> {
-        let (manifest, bytes) = read_files(manifest_path)?;
+        let (manifest, bytes) = read_files(manifest_path).inspect_err(|e| self.reject(e))?;
         let name = manifest.name.clone();
         let info = self.reload_by(actor, manifest, &bytes).await?;
         Ok(self.set_source(&name, manifest_path).unwrap_or(info))
@@ -447,6 +447,42 @@ impl Plugins {
     /// # Errors
     /// As [`reload`](Self::reload).
     pub async fn reload_by(
+        &self,
+        actor: &str,
+        manifest: Manifest,
+        wasm: &[u8],
+    ) -> Result<PluginInfo, PluginError> {
+        let result = self.reload_unreported(actor, manifest, wasm).await;
+        if let Err(e) = &result {
+            self.reject(e);
+        }
+        result
+    }
+
+    /// Reports a rejected load or replacement: console and `SystemAlert`.
+    fn reject(&self, err: &PluginError) {
+        tracing::error!(class = "failure", "❌ PLUGIN CHANGE REJECTED: {err}");
+        let mut alert = crate::messages::alerts::SystemAlert::new(
+            uuid::Uuid::now_v7().to_string(),
+            crate::messages::alerts::Severity::Error,
+            crate::messages::alerts::AlertCategory::System,
+            "Plugin change rejected",
+            err.to_string(),
+            self.bus.node(),
+        );
+        alert
+            .metadata
+            .insert("error".into(), err.to_string().into());
+        if let Some(p) = err.plugin() {
+            alert.metadata.insert("plugin".into(), p.into());
+        }
+        let topic = crate::integration::topics::system_alert(alert.category);
+        if let Ok(env) = crate::messages::Envelope::typed(topic, &alert, self.bus.node()) {
+            let _ = self.bus.publish_now(env);
+        }
+    }
+
+    async fn reload_unreported(
         &self,
         actor: &str,
         manifest: Manifest,
