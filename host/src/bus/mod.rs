@@ -286,6 +286,19 @@ impl Bus {
         }
     }
 
+    /// Publishes a typed payload on its kind's channel without ever waiting
+    /// (see [`publish_now`](Self::publish_now)); for synchronous reporters.
+    ///
+    /// # Errors
+    /// As [`publish_now`](Self::publish_now).
+    pub fn publish_typed_now<K: MessageKind>(
+        &self,
+        topic: &str,
+        payload: &K,
+    ) -> Result<Delivery, BusError> {
+        self.publish_now(Envelope::typed(topic, payload, self.node())?)
+    }
+
     /// Publishes a typed payload on its kind's channel; returns the envelope.
     ///
     /// # Errors

@@ -127,6 +127,7 @@ impl Emitters {
     /// [`StoreError`] when the store cannot be opened.
     pub fn subscribe(&self, spec: SubscriptionSpec, target: Target) -> Result<String, StoreError> {
         let store = self.stores.get(&spec.store)?;
+        let start_position = worker::initial_position(&store, &spec);
         let id = format!("emitter-{}", self.next.fetch_add(1, Ordering::Relaxed));
         let shared = Arc::new(Shared::default());
         let (stop, stop_rx) = tokio::sync::watch::channel(false);
@@ -141,6 +142,7 @@ impl Emitters {
             plugins: self.plugins.clone(),
             shared: Arc::clone(&shared),
             stop: stop_rx,
+            start_position,
         };
         let task = tokio::spawn(worker.run());
         self.workers.lock().insert(

@@ -15,7 +15,6 @@ use crate::health::{Gate, HealthInput, HealthTracker};
 use crate::integration::topics;
 use crate::logging::format;
 use crate::messages::lifecycle::{ProcessEvent, ProcessLifecycle};
-use crate::messages::Envelope;
 use crate::runtime::Plugins;
 use crate::store::{ReadBatch, Store};
 
@@ -43,6 +42,9 @@ pub(crate) struct EmitterWorker {
     pub(crate) plugins: Weak<Plugins>,
     pub(crate) shared: Arc<Shared>,
     pub(crate) stop: tokio::sync::watch::Receiver<bool>,
+    /// The first position to deliver, fixed when the subscription was made
+    /// (so `Start::Now` means "after the head at subscribe time").
+    pub(crate) start_position: u64,
 }
 
 enum Outcome {
@@ -67,31 +69,14 @@ impl EmitterWorker {
             reason,
             restart_count: 0,
         };
-        if let Ok(env) = Envelope::typed(
-            topics::process_lifecycle(&self.id),
-            &payload,
-            self.bus.node(),
-        ) {
-            let _ = self.bus.publish_now(env);
-        }
-    }
-
-    /// The first position to deliver.
-    fn initial_position(&self) -> u64 {
-        if let Some(name) = &self.spec.name {
-            if let Ok(Some(acked)) = self.store.checkpoint(name) {
-                return acked + 1;
-            }
-        }
-        match self.spec.start {
-            Start::Beginning => 0,
-            Start::Position(p) => p,
-            Start::Now => self
-                .store
-                .head_position()
-                .ok()
-                .flatten()
-                .map_or(0, |h| h + 1),
+        if let Err(e) = self
+            .bus
+            .publish_typed_now(&topics::process_lifecycle(&self.id), &payload)
+        {
+            tracing::warn!(
+                emitter = self.id.as_str(),
+                "lifecycle event not published: {e}"
+            );
         }
     }
 
@@ -106,7 +91,7 @@ impl EmitterWorker {
         });
         tracing::info!(class = "success", banner = body.as_str(), "{title}");
         self.lifecycle(ProcessEvent::Started, None);
-        let mut position = self.initial_position();
+        let mut position = self.start_position;
         self.shared.position.store(position, Ordering::Relaxed);
         let mut appends = self.store.subscribe_appends();
         let reason = loop {
@@ -279,5 +264,20 @@ impl EmitterWorker {
                 }
             }
         }
+    }
+}
+
+/// The first position to deliver for `spec`: after its checkpoint when it is
+/// persistent and has one, else from its start.
+pub(crate) fn initial_position(store: &Store, spec: &SubscriptionSpec) -> u64 {
+    if let Some(name) = &spec.name {
+        if let Ok(Some(acked)) = store.checkpoint(name) {
+            return acked + 1;
+        }
+    }
+    match spec.start {
+        Start::Beginning => 0,
+        Start::Position(p) => p,
+        Start::Now => store.head_position().ok().flatten().map_or(0, |h| h + 1),
     }
 }

@@ -24,7 +24,6 @@ use crate::logging::format;
 use crate::messages::tracking::{
     BreakerState, HealthEventType, HealthSummary, SubscriptionHealth, SubscriptionStatus,
 };
-use crate::messages::Envelope;
 
 /// Something that happened to a subscription.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -353,11 +352,8 @@ impl HealthTracker {
     }
 
     fn send<K: crate::messages::MessageKind>(&self, topic: &str, payload: &K) {
-        match Envelope::typed(topic, payload, self.bus.node()) {
-            Ok(env) => {
-                let _ = self.bus.publish_now(env);
-            }
-            Err(e) => tracing::warn!("cannot build {}: {e}", K::KIND),
+        if let Err(e) = self.bus.publish_typed_now(topic, payload) {
+            tracing::warn!("{} not published on {topic}: {e}", K::KIND);
         }
     }
 }

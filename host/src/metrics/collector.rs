@@ -18,7 +18,6 @@ use crate::bus::{Bus, Channel};
 use crate::logging::format;
 use crate::messages::metrics::{LatencyMetric, Percentile, PerformanceMetric, ThroughputMetric};
 use crate::messages::tracking::MetricsSummary;
-use crate::messages::Envelope;
 
 /// Width of the sliding window for events per second.
 pub const RATE_WINDOW: Duration = Duration::from_secs(10);
@@ -268,11 +267,8 @@ impl MetricsCollector {
     }
 
     fn send<K: crate::messages::MessageKind>(&self, topic: &str, payload: &K) {
-        match Envelope::typed(topic, payload, self.bus.node()) {
-            Ok(env) => {
-                let _ = self.bus.publish_now(env);
-            }
-            Err(e) => tracing::warn!("cannot build {}: {e}", K::KIND),
+        if let Err(e) = self.bus.publish_typed_now(topic, payload) {
+            tracing::warn!("{} not published on {topic}: {e}", K::KIND);
         }
     }
 }

@@ -477,8 +477,8 @@ impl Plugins {
             alert.metadata.insert("plugin".into(), p.into());
         }
         let topic = crate::integration::topics::system_alert(alert.category);
-        if let Ok(env) = crate::messages::Envelope::typed(topic, &alert, self.bus.node()) {
-            let _ = self.bus.publish_now(env);
+        if let Err(e) = self.bus.publish_typed_now(&topic, &alert) {
+            tracing::error!("alert for the rejected change not published: {e}");
         }
     }
 
@@ -632,10 +632,7 @@ impl Plugins {
             source_ip: None,
         };
         let topic = crate::integration::topics::audit_admin_action(action_type);
-        let result = crate::messages::Envelope::typed(topic, &action, self.bus.node())
-            .map_err(crate::bus::BusError::from)
-            .and_then(|env| self.bus.publish_now(env));
-        if let Err(e) = result {
+        if let Err(e) = self.bus.publish_typed_now(&topic, &action) {
             tracing::error!(
                 class = "failure",
                 "audit record of {action_type} {plugin} not published: {e}"
