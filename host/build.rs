@@ -122,6 +122,44 @@ fn main() {
     )
     .unwrap();
     writeln!(code, "pub const ALL: &[(&str, &str, &str)] = &[\n{all}];").unwrap();
+    let py_tool = target_dir
+        .join("py-venv")
+        .join("bin")
+        .join("componentize-py");
+    let js_tool = plugins
+        .join("js")
+        .join("node_modules")
+        .join(".bin")
+        .join("componentize-js");
+    writeln!(
+        code,
+        "\n/// componentize-py as installed by the build (for `plugin build`)."
+    )
+    .unwrap();
+    writeln!(
+        code,
+        "pub const COMPONENTIZE_PY: &str = {:?};",
+        py_tool.display().to_string()
+    )
+    .unwrap();
+    writeln!(
+        code,
+        "/// componentize-js as installed by the build (for `plugin build`)."
+    )
+    .unwrap();
+    writeln!(
+        code,
+        "pub const COMPONENTIZE_JS: &str = {:?};",
+        js_tool.display().to_string()
+    )
+    .unwrap();
+    writeln!(code, "/// The plugin contract this host was built with.").unwrap();
+    writeln!(
+        code,
+        "pub const WIT_DIR: &str = {:?};",
+        root.join("wit").display().to_string()
+    )
+    .unwrap();
     writeln!(code, "\n/// The example plugins embedded in the binary.").unwrap();
     writeln!(
         code,

@@ -4,6 +4,8 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
+mod scaffold;
+
 use crate::config::Config;
 use crate::host::Host;
 
@@ -103,6 +105,37 @@ pub enum PluginAction {
         /// The plugin.
         name: String,
     },
+    /// Create a plugin project (manifest, handler, README) ready to build.
+    New {
+        /// The plugin's name ([a-z0-9-]).
+        name: String,
+        /// Its language.
+        #[arg(long, value_enum)]
+        lang: scaffold::Lang,
+        /// Its world.
+        #[arg(long, default_value = "subscriber")]
+        world: String,
+        /// Where to create it.
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+        /// The contract to build against (default: this host's wit/).
+        #[arg(long)]
+        wit: Option<PathBuf>,
+    },
+    /// Build a plugin project into dist/<name>.wasm + dist/<name>.toml.
+    Build {
+        /// The project.
+        dir: PathBuf,
+        /// The contract to build against (default: this host's wit/).
+        #[arg(long)]
+        wit: Option<PathBuf>,
+    },
+    /// Show a component's world, imports, exports, contract version and size,
+    /// and check the manifest beside it.
+    Inspect {
+        /// The component.
+        file: PathBuf,
+    },
 }
 
 /// Runs the command line; returns the process exit code.
@@ -125,6 +158,43 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             } else {
                 print!("{}", Config::load(config.as_deref())?.to_toml());
             }
+            Ok(())
+        }
+        Command::Plugin {
+            action:
+                PluginAction::New {
+                    name,
+                    lang,
+                    world,
+                    dir,
+                    wit,
+                },
+            ..
+        } => {
+            let world: crate::runtime::World =
+                toml::Value::String(world.clone()).try_into().map_err(|_| {
+                    anyhow::anyhow!(
+                        "unknown world `{world}`: subscriber, alert-escalator or log-formatter"
+                    )
+                })?;
+            let wit = wit.unwrap_or_else(|| PathBuf::from(crate::artifacts::WIT_DIR));
+            let root = scaffold::new(&name, lang, world, &dir, &wit)?;
+            println!("created {}", root.display());
+            Ok(())
+        }
+        Command::Plugin {
+            action: PluginAction::Build { dir, wit },
+            ..
+        } => {
+            let wit = wit.unwrap_or_else(|| PathBuf::from(crate::artifacts::WIT_DIR));
+            println!("built {}", scaffold::build(&dir, &wit)?.display());
+            Ok(())
+        }
+        Command::Plugin {
+            action: PluginAction::Inspect { file },
+            ..
+        } => {
+            print!("{}", scaffold::inspect(&file)?);
             Ok(())
         }
         Command::Plugin { admin, action } => plugin_command(&admin, action),
@@ -178,6 +248,9 @@ fn plugin_command(admin: &str, action: PluginAction) -> anyhow::Result<()> {
             Some(serde_json::json!({ "manifest": manifest.map(absolute) })),
         ),
         PluginAction::Unload { name } => ("DELETE", format!("{base}/plugins/{name}"), None),
+        PluginAction::New { .. } | PluginAction::Build { .. } | PluginAction::Inspect { .. } => {
+            unreachable!("handled locally")
+        }
     };
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
