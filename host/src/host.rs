@@ -228,14 +228,55 @@ impl Host {
         Ok(())
     }
 
-    /// Runs until Ctrl-C or SIGTERM, then shuts down.
+    /// Runs until `signals` reports Ctrl-C or SIGTERM, then shuts down.
+    /// Create the [`Signals`] before starting the host, so a signal that
+    /// arrives during start-up is not missed.
     ///
     /// # Errors
-    /// [`HostError`] if the shutdown fails or signals cannot be watched.
-    pub async fn run_until_signal(self) -> Result<(), HostError> {
-        wait_for_signal().await?;
+    /// [`HostError`] if the shutdown fails.
+    pub async fn run_until(self, mut signals: Signals) -> Result<(), HostError> {
+        signals.recv().await;
         tracing::info!("signal received, shutting down");
         self.shutdown().await
+    }
+}
+
+/// Ctrl-C and SIGTERM listeners, registered when created.
+#[derive(Debug)]
+pub struct Signals {
+    #[cfg(unix)]
+    term: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    /// Registers the listeners now. Must be called inside a tokio runtime.
+    ///
+    /// # Errors
+    /// [`HostError`] if the signal handlers cannot be installed.
+    pub fn new() -> Result<Signals, HostError> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            Ok(Signals {
+                term: signal(SignalKind::terminate()).map_err(anyhow::Error::from)?,
+                int: signal(SignalKind::interrupt()).map_err(anyhow::Error::from)?,
+            })
+        }
+        #[cfg(not(unix))]
+        Ok(Signals {})
+    }
+
+    /// Waits for the first signal.
+    pub async fn recv(&mut self) {
+        #[cfg(unix)]
+        tokio::select! {
+            _ = self.term.recv() => {}
+            _ = self.int.recv() => {}
+        }
+        #[cfg(not(unix))]
+        let _ = tokio::signal::ctrl_c().await;
     }
 }
 
@@ -389,19 +430,4 @@ fn start_watcher(
             None
         }
     }
-}
-
-async fn wait_for_signal() -> Result<(), HostError> {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        let mut term = signal(SignalKind::terminate()).map_err(anyhow::Error::from)?;
-        tokio::select! {
-            r = tokio::signal::ctrl_c() => r.map_err(anyhow::Error::from)?,
-            _ = term.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    tokio::signal::ctrl_c().await.map_err(anyhow::Error::from)?;
-    Ok(())
 }

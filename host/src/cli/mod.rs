@@ -208,8 +208,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             crate::logging::init(&config.console, &config.node.name);
             let rt = tokio::runtime::Runtime::new()?;
             rt.block_on(async {
+                // Listening before start-up: a signal during it is not lost.
+                let signals = crate::host::Signals::new()?;
                 let host = Host::start(config).await?;
-                host.run_until_signal().await?;
+                host.run_until(signals).await?;
                 anyhow::Ok(())
             })?;
             tracing::info!(class = "failure", "🔴 exesdb_host stopped");
