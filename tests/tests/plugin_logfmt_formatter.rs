@@ -7,22 +7,13 @@ use std::sync::Arc;
 
 use common::*;
 use exesdb_host::bus::{Bus, BusConfig};
-use exesdb_host::config::RuntimeConfig;
 use exesdb_host::messages::logging::{LogEntry, LogLevel};
-use exesdb_host::runtime::{PluginError, Plugins, Runtime};
+use exesdb_host::runtime::{PluginError, Plugins};
 
 const NAME: &str = "logfmt-formatter";
 
 fn plugins() -> Plugins {
-    let rc = RuntimeConfig {
-        cache_dir: format!("{}/component-cache", env!("CARGO_TARGET_TMPDIR")),
-        ..RuntimeConfig::default()
-    };
-    Plugins::new(
-        Runtime::with_config(&rc).unwrap(),
-        Bus::new(BusConfig::default()),
-        64,
-    )
+    cached_plugins(&Bus::new(BusConfig::default()))
 }
 
 fn entry() -> LogEntry {

@@ -19,6 +19,16 @@ pub fn setup() -> (Bus, Plugins) {
     (bus, plugins)
 }
 
+/// Plugins on `bus` whose runtime caches compiled components in the target
+/// directory, so large Python and JavaScript components compile once per build.
+pub fn cached_plugins(bus: &Bus) -> Plugins {
+    let rc = exesdb_host::config::RuntimeConfig {
+        cache_dir: format!("{}/component-cache", env!("CARGO_TARGET_TMPDIR")),
+        ..exesdb_host::config::RuntimeConfig::default()
+    };
+    Plugins::new(Runtime::with_config(&rc).unwrap(), bus.clone(), 64)
+}
+
 /// The component bytes of a built plugin crate (`plugins/<name>`).
 pub fn wasm(name: &str) -> Vec<u8> {
     let (_, path, _) = exesdb_host::artifacts::ALL

@@ -5,20 +5,14 @@ use std::time::Duration;
 
 use crate::common::*;
 use exesdb_host::bus::{Bus, BusConfig, Channel};
-use exesdb_host::config::RuntimeConfig;
 use exesdb_host::integration::Integration;
 use exesdb_host::messages::alerts::{AlertCategory, Severity, SystemAlert};
 use exesdb_host::messages::metrics::ThroughputMetric;
-use exesdb_host::runtime::{PluginError, Plugins, Runtime};
+use exesdb_host::runtime::{PluginError, Plugins};
 
-/// Plugins whose runtime caches compiled components in the target directory,
-/// so large Python and JavaScript components are compiled once per build.
+/// Plugins sharing the compiled-component cache of the target directory.
 pub fn plugins(bus: &Bus) -> Plugins {
-    let rc = RuntimeConfig {
-        cache_dir: format!("{}/component-cache", env!("CARGO_TARGET_TMPDIR")),
-        ..RuntimeConfig::default()
-    };
-    Plugins::new(Runtime::with_config(&rc).unwrap(), bus.clone(), 64)
+    cached_plugins(bus)
 }
 
 fn load(plugins: &Plugins, name: &str, threshold: i64, severity: &str) -> Result<(), PluginError> {
