@@ -64,15 +64,11 @@ fn median(mut v: Vec<Duration>) -> Duration {
     v[v.len() / 2]
 }
 
+/// This process's resident memory, from the host's own node figures.
 fn rss_bytes() -> u64 {
-    let statm = std::fs::read_to_string("/proc/self/statm").unwrap();
-    statm
-        .split_whitespace()
-        .nth(1)
+    exesdb_host::health::node::read_figures(std::path::Path::new("/"))
         .unwrap()
-        .parse::<u64>()
-        .unwrap()
-        * 4096
+        .process_rss_bytes
 }
 
 fn main() {
