@@ -14,6 +14,10 @@
 //! validation and inbox hand-off, not JSON building. Set `BENCH_MESSAGES`
 //! to change the message count (default 2,000,000).
 
+/// The allocator the `exesdb-host` binary ships with (see `host/src/main.rs`).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 

@@ -8,6 +8,10 @@
 //! to instantiate + `init` a compiled component. `BENCH_MESSAGES` sets the
 //! message count (default 200,000).
 
+/// The allocator the `exesdb-host` binary ships with (see `host/src/main.rs`).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -106,19 +110,31 @@ fn main() {
     rt.block_on(async {
         let runtime = Runtime::new().unwrap();
         plugin_rate(&runtime, n / 10, 64).await; // warm-up
-        let native = native_rate(n).await;
+                                                 // Alternating rounds, medians: the machine is noisy.
+        let rounds = 3;
+        let batches = [1, 64, 256];
+        let mut native = Vec::new();
+        let mut plugin: Vec<Vec<f64>> = vec![Vec::new(); batches.len()];
+        for _ in 0..rounds {
+            native.push(native_rate(n).await);
+            for (i, batch) in batches.iter().enumerate() {
+                plugin[i].push(plugin_rate(&runtime, n, *batch).await);
+            }
+        }
+        let native = median(native);
         println!(
             "native subscriber (baseline)        {:>8.3} M msgs/s",
             native / 1e6
         );
-        for batch in [1, 64, 256] {
-            let r = plugin_rate(&runtime, n, batch).await;
+        for (batch, rates) in batches.iter().zip(plugin) {
+            let r = median(rates);
             println!(
                 "no-op Rust plugin, max_batch {batch:<4}  {:>8.3} M msgs/s | ratio to native {:.3}",
                 r / 1e6,
                 r / native
             );
         }
+        println!("(medians of {rounds} alternating rounds, {n} messages each)");
         let bus = bus(16);
         let t = exesdb_host::runtime::bench_support::instantiate_time(
             &runtime,
@@ -133,4 +149,9 @@ fn main() {
             t.as_secs_f64() * 1e6
         );
     });
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
 }

@@ -7,6 +7,10 @@
 //! - instantiate + `init` with the pooling allocator; baseline: on-demand allocation.
 //! - resident memory per idle Rust plugin instance (RSS growth over 50 loads).
 
+/// The allocator the `exesdb-host` binary ships with (see `host/src/main.rs`).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -52,7 +56,7 @@ async fn until_tag(bus: &Bus, echoes: &exesdb_host::bus::Subscriber, tag: &str) 
         bus.broadcast(env).await.unwrap();
         tokio::time::sleep(Duration::from_millis(1)).await;
         while let Some(e) = echoes.try_recv() {
-            if e.payload["tag"] == tag {
+            if e.payload()["tag"] == tag {
                 return;
             }
         }

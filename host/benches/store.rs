@@ -19,6 +19,10 @@
 //! `BENCH_STORE_DIR` (default: cargo's target tmp dir, on disk, not tmpfs).
 //! `BENCH_STORE_SCALE` multiplies every event count (default 1.0).
 
+/// The allocator the `exesdb-host` binary ships with (see `host/src/main.rs`).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};

@@ -90,11 +90,11 @@ impl Fixture {
         ));
         bus.broadcast(Arc::clone(&env)).await.unwrap();
         let id = env.id.to_string();
-        let echo = next_where(echoes, |e| e.payload["id"] == id.as_str()).await;
+        let echo = next_where(echoes, |e| e.payload()["id"] == id.as_str()).await;
         assert_eq!(echo.topic, "echo:guest");
         assert_eq!(echo.kind, "custom.echo");
-        assert_eq!(echo.payload["topic"], "s:x");
-        echo.payload.clone()
+        assert_eq!(echo.payload()["topic"], "s:x");
+        echo.payload().clone()
     }
 
     /// `GET /health` as JSON.
@@ -217,7 +217,9 @@ async fn quiet(sub: &Subscriber, d: Duration) {
     if let Ok(Some(env)) = tokio::time::timeout(d, sub.recv()).await {
         panic!(
             "unexpected message {} {} {}",
-            env.kind, env.topic, env.payload
+            env.kind,
+            env.topic,
+            env.payload()
         );
     }
 }

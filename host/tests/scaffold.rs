@@ -74,7 +74,7 @@ async fn generate_build_inspect_run(lang: &str, dir: &Path) {
         .unwrap()
         .unwrap();
     assert_eq!(got.kind, "custom.seen");
-    assert_eq!(got.payload["id"], id.as_str(), "{lang}");
+    assert_eq!(got.payload()["id"], id.as_str(), "{lang}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -17,7 +17,7 @@ fn msg(bus: &Bus, channel: Channel, topic: &str, n: u64) -> Envelope {
 }
 
 fn n_of(env: &Envelope) -> u64 {
-    env.payload["n"].as_u64().unwrap()
+    env.payload()["n"].as_u64().unwrap()
 }
 
 #[tokio::test]
@@ -354,9 +354,9 @@ async fn fifo_per_publisher_per_topic_with_concurrent_publishers() {
     let mut out = vec![];
     while s.recv_many(&mut out, 512).await > 0 && out.len() < 4000 {}
     for e in &out {
-        let p = e.payload["p"].as_u64().unwrap() as usize;
+        let p = e.payload()["p"].as_u64().unwrap() as usize;
         assert_eq!(
-            e.payload["n"].as_u64().unwrap(),
+            e.payload()["n"].as_u64().unwrap(),
             next[p],
             "publisher {p} out of order"
         );

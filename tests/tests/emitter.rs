@@ -104,7 +104,7 @@ async fn catch_up_then_live_has_no_gap_and_no_duplicate_under_concurrent_appends
         (a.topic.as_str(), a.kind.as_str()),
         ("default:orders-1", "E0")
     );
-    let recorded: RecordedEvent = serde_json::from_value(a.payload.clone()).unwrap();
+    let recorded: RecordedEvent = serde_json::from_value(a.payload().clone()).unwrap();
     assert_eq!((recorded.event_number, recorded.global_position), (0, 0));
     emitters.shutdown().await;
 }
@@ -204,7 +204,7 @@ async fn an_unhealthy_plugin_pauses_only_its_own_emission_and_gets_everything_on
     let mut kinds = Vec::new();
     while kinds.len() < 20 {
         kinds.push(
-            next(&echoes).await.payload["kind"]
+            next(&echoes).await.payload()["kind"]
                 .as_str()
                 .unwrap()
                 .to_owned(),
@@ -309,7 +309,7 @@ async fn a_plugin_manifest_subscribes_it_to_the_store() {
     host.plugins().load(m, &wasm("test-guest")).unwrap();
     let e = next(&echoes).await;
     assert_eq!(
-        (e.payload["topic"].as_str(), e.payload["kind"].as_str()),
+        (e.payload()["topic"].as_str(), e.payload()["kind"].as_str()),
         (Some("default:orders-7"), Some("E0"))
     );
     host.stores()
@@ -321,7 +321,7 @@ async fn a_plugin_manifest_subscribes_it_to_the_store() {
         )
         .await
         .unwrap();
-    assert_eq!(next(&echoes).await.payload["kind"], "E1");
+    assert_eq!(next(&echoes).await.payload()["kind"], "E1");
     let list = host.emitters().list();
     assert_eq!(list.len(), 1);
     assert_eq!(

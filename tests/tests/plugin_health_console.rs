@@ -297,7 +297,7 @@ async fn alert_severity_comes_from_the_config() {
     let cause = health(&bus, "store_worker", HealthStatus::Unhealthy).await;
     let alert = common::next(&alerts).await;
     check_alert(&bus, &alert, "store_worker", &cause, Severity::Critical);
-    assert_eq!(alert.payload["severity"], "critical");
+    assert_eq!(alert.payload()["severity"], "critical");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

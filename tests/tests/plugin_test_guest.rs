@@ -61,8 +61,8 @@ async fn echo_receives_singly_and_in_batches_and_publishes_within_its_grant() {
     let e = next(&echoes).await;
     assert_eq!(e.topic, "echo:echo");
     assert_eq!(e.kind, "custom.echo");
-    assert_eq!(e.payload["id"], first.id.to_string());
-    assert_eq!(e.payload["topic"], "store:orders");
+    assert_eq!(e.payload()["id"], first.id.to_string());
+    assert_eq!(e.payload()["topic"], "store:orders");
 
     // A burst lands in the inbox faster than one call: it is handed over in batches.
     let mut ids = Vec::new();
@@ -78,8 +78,8 @@ async fn echo_receives_singly_and_in_batches_and_publishes_within_its_grant() {
     let mut batched = 0;
     while got.len() < ids.len() {
         let e = next(&echoes).await;
-        batched += usize::from(e.payload["batch"] == true);
-        got.push(e.payload["id"].as_str().unwrap().to_owned());
+        batched += usize::from(e.payload()["batch"] == true);
+        got.push(e.payload()["id"].as_str().unwrap().to_owned());
     }
     assert_eq!(got, ids, "every message, in order");
     assert!(batched > 0, "some messages arrived through on-batch");
@@ -100,8 +100,8 @@ async fn calls_outside_the_grants_are_refused_and_reported() {
 
     let r = next(&reports).await;
     assert_eq!(r.kind, "custom.grant_check");
-    let publish = r.payload["publish"].as_str().unwrap();
-    let subscribe = r.payload["subscribe"].as_str().unwrap();
+    let publish = r.payload()["publish"].as_str().unwrap();
+    let subscribe = r.payload()["subscribe"].as_str().unwrap();
     assert!(
         publish.starts_with("denied") && publish.contains("security"),
         "{publish}"
@@ -264,7 +264,7 @@ async fn a_looping_plugin_is_interrupted_within_its_budget_and_others_keep_recei
         "{reason}"
     );
     assert_eq!(
-        next(&echoes).await.payload["topic"],
+        next(&echoes).await.payload()["topic"],
         "s:x",
         "the bystander got the message"
     );
@@ -319,13 +319,13 @@ async fn a_trapping_plugin_is_replaced_and_handles_later_messages() {
     wait_for_lifecycle(&life, ProcessEvent::Restarted).await;
     let after = publish_event(&bus, "s:x", json!({"say": "fine"})).await;
     assert_eq!(
-        next(&echoes).await.payload["id"],
+        next(&echoes).await.payload()["id"],
         after.id.to_string(),
         "the fresh instance handles it"
     );
-    assert_eq!(next(&others).await.payload["topic"], "s:x");
+    assert_eq!(next(&others).await.payload()["topic"], "s:x");
     assert_eq!(
-        next(&others).await.payload["id"],
+        next(&others).await.payload()["id"],
         after.id.to_string(),
         "the other plugin got both"
     );
@@ -448,7 +448,7 @@ async fn nothing_is_granted_by_default_and_grants_are_exact() {
     publish_event(&bus, "s:x", json!({})).await;
     for _ in 0..2 {
         let r = next(&reports).await;
-        let p = &r.payload;
+        let p = r.payload();
         if r.topic == "echo:bare" {
             assert_eq!(p["env"], json!([]), "no environment by default");
             assert!(

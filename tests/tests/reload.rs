@@ -56,8 +56,8 @@ async fn echoes(sub: &Subscriber, n: usize) -> Vec<(u64, String)> {
     let mut out = Vec::with_capacity(n);
     while out.len() < n {
         let e = next(sub).await;
-        let id = e.payload["id"].as_str().unwrap().to_owned();
-        let tag = e.payload["tag"].as_str().unwrap_or("").to_owned();
+        let id = e.payload()["id"].as_str().unwrap().to_owned();
+        let tag = e.payload()["tag"].as_str().unwrap_or("").to_owned();
         out.push((id, tag));
     }
     out.into_iter()
@@ -212,7 +212,7 @@ async fn broken_new_versions_are_rejected_and_the_old_one_keeps_running() {
         let sent = publish_event(&bus, "s:x", json!({})).await;
         let e = next(&out).await;
         assert_eq!(
-            (e.payload["id"].as_str(), e.payload["tag"].as_str()),
+            (e.payload()["id"].as_str(), e.payload()["tag"].as_str()),
             (Some(&*sent.id.to_string()), Some("v1"))
         );
     }
@@ -291,7 +291,7 @@ async fn the_watcher_loads_replaces_and_unloads_from_real_files() {
         "{alert:?}"
     );
     publish_event(&bus, "s:x", json!({})).await;
-    assert_eq!(next(&out).await.payload["tag"], "v2");
+    assert_eq!(next(&out).await.payload()["tag"], "v2");
 
     // Remove: unloaded.
     std::fs::remove_file(dir.path().join("dropped.toml")).unwrap();
@@ -376,7 +376,7 @@ async fn traps_back_off_exponentially_then_park_until_reloaded() {
         )
         .await
         .unwrap();
-    assert_eq!(next(&out).await.payload["tag"], "fixed");
+    assert_eq!(next(&out).await.payload()["tag"], "fixed");
     let health = plugins.health().subscription("crashy").unwrap();
     assert_eq!(
         health.breaker,
@@ -492,8 +492,8 @@ async fn pooling_caps_instances_so_one_tenant_cannot_starve_the_rest() {
     assert!(err.to_string().contains("plugin `c`"), "{err}");
     publish_event(&bus, "s:x", json!({})).await;
     let mut tags = vec![
-        next(&out).await.payload["tag"].clone(),
-        next(&out).await.payload["tag"].clone(),
+        next(&out).await.payload()["tag"].clone(),
+        next(&out).await.payload()["tag"].clone(),
     ];
     tags.sort_by_key(|t| t.to_string());
     assert_eq!(

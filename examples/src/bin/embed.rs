@@ -31,7 +31,9 @@ async fn main() -> anyhow::Result<()> {
             } else {
                 println!(
                     "handler: {} on {} ({})",
-                    msg.kind, msg.topic, msg.payload["title"]
+                    msg.kind,
+                    msg.topic,
+                    msg.payload()["title"]
                 );
             }
             seen.push(msg.kind.clone());

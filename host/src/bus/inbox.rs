@@ -4,9 +4,19 @@
 //! it singly or in batches. When the inbox is full, the subscription's
 //! [`OverflowPolicy`] decides: drop the oldest queued message (counted), or
 //! make the publisher wait for space up to a timeout.
+//!
+//! # Hand-off cost
+//! Everything a push touches lives under the one mutex (queue, counters,
+//! closed flag), so a push is one lock/unlock and no other shared write.
+//! Wake-ups are lazy: a consumer that found the inbox empty marks itself
+//! parked (under the lock) before it sleeps, and only a push that finds that
+//! mark wakes it. A consumer that keeps up with a busy publisher is woken once
+//! per drained batch, not once per message; publishers waiting for room are
+//! likewise only signalled when one is registered. (An idle consumer does not
+//! spin before parking: measured, that makes it take messages one at a time
+//! and contend with the publisher on every push, 3x slower 1 → 1.)
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -42,32 +52,41 @@ pub(crate) enum Pushed {
     Closed,
 }
 
+/// The state behind the inbox's mutex.
+#[derive(Debug, Default)]
+struct Queue {
+    items: VecDeque<Arc<Envelope>>,
+    closed: bool,
+    /// A consumer found the queue empty and sleeps on `readable`.
+    consumer_parked: bool,
+    /// Publishers sleeping on `writable` for room.
+    writers_waiting: usize,
+    delivered: u64,
+    dropped: u64,
+    /// Milliseconds since the Unix epoch of the last delivery, 0 if none.
+    last_delivery_ms: u64,
+}
+
 /// The state shared between publishers and the subscriber.
 #[derive(Debug)]
 pub(crate) struct Inbox {
-    queue: Mutex<VecDeque<Arc<Envelope>>>,
+    queue: Mutex<Queue>,
     capacity: usize,
     readable: Notify,
     writable: Notify,
-    closed: AtomicBool,
-    delivered: AtomicU64,
-    dropped: AtomicU64,
-    /// Milliseconds since the Unix epoch of the last delivery, 0 if none.
-    last_delivery_ms: AtomicU64,
 }
 
 impl Inbox {
     pub(crate) fn new(capacity: usize) -> Arc<Inbox> {
         let capacity = capacity.max(1);
         Arc::new(Inbox {
-            queue: Mutex::new(VecDeque::with_capacity(capacity.min(4096))),
+            queue: Mutex::new(Queue {
+                items: VecDeque::with_capacity(capacity.min(4096)),
+                ..Queue::default()
+            }),
             capacity,
             readable: Notify::new(),
             writable: Notify::new(),
-            closed: AtomicBool::new(false),
-            delivered: AtomicU64::new(0),
-            dropped: AtomicU64::new(0),
-            last_delivery_ms: AtomicU64::new(0),
         })
     }
 
@@ -75,68 +94,88 @@ impl Inbox {
         self.capacity
     }
 
-    /// Pushes without waiting.
+    /// Pushes without waiting. The message is moved in when queued and
+    /// handed back otherwise (`Full`, `Closed`).
     pub(crate) fn try_push(
         &self,
-        msg: &Arc<Envelope>,
+        msg: Arc<Envelope>,
         policy: OverflowPolicy,
         now_ms: u64,
-    ) -> Pushed {
-        if self.closed.load(Ordering::Acquire) {
-            return Pushed::Closed;
-        }
+    ) -> (Pushed, Option<Arc<Envelope>>) {
         let mut q = self.queue.lock();
+        if q.closed {
+            return (Pushed::Closed, Some(msg));
+        }
         let mut result = Pushed::Queued;
-        if q.len() >= self.capacity {
+        if q.items.len() >= self.capacity {
             match policy {
-                OverflowPolicy::Backpressure => return Pushed::Full,
+                OverflowPolicy::Backpressure => return (Pushed::Full, Some(msg)),
                 OverflowPolicy::DropOldest => {
-                    q.pop_front();
-                    self.dropped.fetch_add(1, Ordering::Relaxed);
+                    q.items.pop_front();
+                    q.dropped += 1;
                     result = Pushed::QueuedDroppingOldest;
                 }
             }
         }
-        q.push_back(Arc::clone(msg));
+        q.items.push_back(msg);
+        q.delivered += 1;
+        q.last_delivery_ms = now_ms;
+        let wake = std::mem::take(&mut q.consumer_parked);
         drop(q);
-        self.delivered.fetch_add(1, Ordering::Relaxed);
-        self.last_delivery_ms.store(now_ms, Ordering::Relaxed);
-        self.readable.notify_one();
-        result
+        if wake {
+            self.readable.notify_waiters();
+        }
+        (result, None)
     }
 
     /// Waits for room up to `timeout`, then pushes. Returns `Full` on timeout.
     pub(crate) async fn push_waiting(
         &self,
-        msg: &Arc<Envelope>,
+        msg: Arc<Envelope>,
         timeout: Duration,
         now_ms: u64,
     ) -> Pushed {
         let deadline = tokio::time::Instant::now() + timeout;
+        let mut msg = msg;
         loop {
             let writable = self.writable.notified();
             tokio::pin!(writable);
+            // Registered before the check, so a drain in between wakes us.
             writable.as_mut().enable();
             match self.try_push(msg, OverflowPolicy::Backpressure, now_ms) {
-                Pushed::Full => {}
-                other => return other,
+                (Pushed::Full, Some(back)) => msg = back,
+                (other, _) => return other,
             }
-            if tokio::time::timeout_at(deadline, writable).await.is_err() {
-                return self.try_push(msg, OverflowPolicy::Backpressure, now_ms);
+            self.queue.lock().writers_waiting += 1;
+            let timed_out = tokio::time::timeout_at(deadline, writable).await.is_err();
+            self.queue.lock().writers_waiting -= 1;
+            if timed_out {
+                return self.try_push(msg, OverflowPolicy::Backpressure, now_ms).0;
             }
         }
     }
 
     /// Moves up to `max` queued messages into `out`; returns how many.
     pub(crate) fn drain_into(&self, out: &mut Vec<Arc<Envelope>>, max: usize) -> usize {
+        self.drain_or_park(out, max, false).0
+    }
+
+    /// Drains up to `max`; when nothing is queued and `park` is set, marks
+    /// the consumer parked. Returns (how many, closed).
+    fn drain_or_park(&self, out: &mut Vec<Arc<Envelope>>, max: usize, park: bool) -> (usize, bool) {
         let mut q = self.queue.lock();
-        let n = q.len().min(max);
-        out.extend(q.drain(..n));
+        let n = q.items.len().min(max);
+        out.extend(q.items.drain(..n));
+        let closed = q.closed;
+        if n == 0 && park && !closed {
+            q.consumer_parked = true;
+        }
+        let wake_writers = n > 0 && q.writers_waiting > 0;
         drop(q);
-        if n > 0 {
+        if wake_writers {
             self.writable.notify_waiters();
         }
-        n
+        (n, closed)
     }
 
     /// Waits until at least one message is queued, then drains up to `max`.
@@ -145,9 +184,11 @@ impl Inbox {
         loop {
             let readable = self.readable.notified();
             tokio::pin!(readable);
+            // Registered before the consumer marks itself parked, so the
+            // push that sees the mark always reaches this future.
             readable.as_mut().enable();
-            let n = self.drain_into(out, max);
-            if n > 0 || self.closed.load(Ordering::Acquire) {
+            let (n, closed) = self.drain_or_park(out, max, true);
+            if n > 0 || closed {
                 return n;
             }
             readable.await;
@@ -156,30 +197,29 @@ impl Inbox {
 
     /// Number of queued messages.
     pub(crate) fn depth(&self) -> usize {
-        self.queue.lock().len()
+        self.queue.lock().items.len()
     }
 
     /// Marks the inbox closed: pushes fail with `Closed`, waiters wake up.
     pub(crate) fn close(&self) {
-        self.closed.store(true, Ordering::Release);
+        self.queue.lock().closed = true;
         self.readable.notify_waiters();
-        self.readable.notify_one();
         self.writable.notify_waiters();
     }
 
     pub(crate) fn is_closed(&self) -> bool {
-        self.closed.load(Ordering::Acquire)
+        self.queue.lock().closed
     }
 
     pub(crate) fn delivered(&self) -> u64 {
-        self.delivered.load(Ordering::Relaxed)
+        self.queue.lock().delivered
     }
 
     pub(crate) fn dropped(&self) -> u64 {
-        self.dropped.load(Ordering::Relaxed)
+        self.queue.lock().dropped
     }
 
     pub(crate) fn last_delivery_ms(&self) -> u64 {
-        self.last_delivery_ms.load(Ordering::Relaxed)
+        self.queue.lock().last_delivery_ms
     }
 }

@@ -42,7 +42,9 @@ pub enum TopicError {
     MisplacedWildcard(String),
 }
 
-fn check_common(s: &str) -> Result<(), TopicError> {
+/// Checks what topics and patterns share; returns whether `s` holds a
+/// wildcard character (`*` or `>`), found in the same pass.
+fn check_common(s: &str) -> Result<bool, TopicError> {
     if s.is_empty() {
         return Err(TopicError::Empty);
     }
@@ -54,7 +56,9 @@ fn check_common(s: &str) -> Result<(), TopicError> {
     // One pass over the bytes for the common (ASCII) case.
     let bytes = s.as_bytes();
     let mut prev_colon = true;
+    let mut wildcard = false;
     for &b in bytes {
+        wildcard |= b == b'*' || b == b'>';
         if b.is_ascii_whitespace() || b.is_ascii_control() || b == 0x0b {
             return Err(TopicError::BadCharacter(s.to_owned()));
         }
@@ -73,7 +77,7 @@ fn check_common(s: &str) -> Result<(), TopicError> {
     if !s.is_ascii() && s.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return Err(TopicError::BadCharacter(s.to_owned()));
     }
-    Ok(())
+    Ok(wildcard)
 }
 
 /// Checks a topic that messages are published to: no wildcards.
@@ -81,8 +85,7 @@ fn check_common(s: &str) -> Result<(), TopicError> {
 /// # Errors
 /// A [`TopicError`] naming the topic and the cause.
 pub fn validate_topic(topic: &str) -> Result<(), TopicError> {
-    check_common(topic)?;
-    if topic.contains(['*', '>']) {
+    if check_common(topic)? {
         return Err(TopicError::WildcardInTopic(topic.to_owned()));
     }
     Ok(())
@@ -114,8 +117,7 @@ impl Pattern {
     /// # Errors
     /// A [`TopicError`] naming the pattern and the cause.
     pub fn parse(pattern: &str) -> Result<Pattern, TopicError> {
-        check_common(pattern)?;
-        if !pattern.contains(['*', '>']) {
+        if !check_common(pattern)? {
             return Ok(Pattern::Exact(Arc::from(pattern)));
         }
         let parts: Vec<&str> = pattern.split(':').collect();

@@ -40,22 +40,21 @@ pub struct Envelope {
     pub causation_id: Option<String>,
     /// Version of the payload schema.
     pub schema_version: u32,
-    /// The payload.
-    pub payload: serde_json::Value,
-    /// The payload's JSON text, rendered once for all plugins receiving this
-    /// message (see [`Envelope::payload_text`]).
+    /// The payload; fixed at construction (see [`Envelope::payload`]).
+    payload: serde_json::Value,
+    /// The payload's JSON text (see [`Envelope::payload_text`]).
     #[serde(skip)]
     payload_text: PayloadText,
 }
 
-/// A lazily rendered copy of the payload's JSON text. Cloning an envelope
-/// starts with an empty cache, and it never takes part in equality.
-#[derive(Default)]
+/// The payload's JSON text: set at construction, or rendered on first use
+/// for a deserialised envelope. It never takes part in equality.
+#[derive(Default, Clone)]
 struct PayloadText(std::sync::OnceLock<String>);
 
-impl Clone for PayloadText {
-    fn clone(&self) -> Self {
-        PayloadText::default()
+impl PayloadText {
+    fn of(text: String) -> PayloadText {
+        PayloadText(std::sync::OnceLock::from(text))
     }
 }
 
@@ -73,12 +72,29 @@ impl std::fmt::Debug for PayloadText {
 
 impl Envelope {
     /// A new envelope with a fresh id and the current time. Not validated:
-    /// the bus validates on publish.
+    /// the bus validates on publish. The payload's JSON text is rendered
+    /// here, once, where the message is made.
     pub fn new(
         channel: Channel,
         topic: impl Into<String>,
         kind: impl Into<String>,
         payload: serde_json::Value,
+        node: impl Into<String>,
+    ) -> Envelope {
+        let text = payload.to_string();
+        Envelope::with_payload_text(channel, topic, kind, payload, text, node)
+    }
+
+    /// Like [`new`](Self::new) for a payload that arrived as JSON text
+    /// (published by a plugin, read from the store): `text` is kept as the
+    /// payload's text instead of rendering `payload` again. `text` must be
+    /// the JSON that `payload` was parsed from.
+    pub fn with_payload_text(
+        channel: Channel,
+        topic: impl Into<String>,
+        kind: impl Into<String>,
+        payload: serde_json::Value,
+        text: String,
         node: impl Into<String>,
     ) -> Envelope {
         let now = Utc::now();
@@ -93,7 +109,7 @@ impl Envelope {
             causation_id: None,
             schema_version: SCHEMA_VERSION,
             payload,
-            payload_text: PayloadText::default(),
+            payload_text: PayloadText::of(text),
         }
     }
 
@@ -143,10 +159,15 @@ impl Envelope {
         })
     }
 
-    /// The payload as JSON text, rendered on first use and kept: every
-    /// plugin receiving this message shares one rendering. Meant for
-    /// published (shared, immutable) envelopes; do not change `payload`
-    /// after calling it.
+    /// The payload. It cannot change after construction, so its text
+    /// ([`payload_text`](Self::payload_text)) always matches it.
+    pub fn payload(&self) -> &serde_json::Value {
+        &self.payload
+    }
+
+    /// The payload as JSON text: what plugins receive, what the bus's size
+    /// limit measures. Made once per message and shared by every plugin
+    /// receiving it.
     pub fn payload_text(&self) -> &str {
         self.payload_text.0.get_or_init(|| self.payload.to_string())
     }

@@ -10,13 +10,16 @@ use super::bindings::escalator::exports::exesdb::plugin::escalator::Escalation;
 use super::bindings::wit_types::{Error as WitError, LogEntry as WitLogEntry, Message};
 use super::bindings::{escalator, formatter, subscriber};
 use super::host_impl::wit_channel;
+use super::lowering::{message_refs, HandlerFuncs, Ids};
 use super::manifest::World;
 use super::state::{PluginContext, PluginState};
 use super::{PluginError, EPOCH_TICK};
 use crate::messages::Envelope;
 
 enum Bindings {
-    Subscriber(subscriber::Subscriber),
+    /// The bindgen exports (for `init`/`shutdown`) and the message handlers
+    /// called with borrowed records (see [`super::lowering`]).
+    Subscriber(subscriber::Subscriber, HandlerFuncs),
     Escalator(escalator::AlertEscalator),
     Formatter(formatter::LogFormatter),
 }
@@ -50,7 +53,8 @@ pub(crate) fn error_text(e: &WitError) -> String {
     }
 }
 
-/// An envelope as the guest sees it.
+/// An envelope as the guest sees it, owned (for the rare single calls;
+/// subscribers' deliveries borrow instead, see [`super::lowering`]).
 pub(crate) fn to_message(env: &Envelope) -> Message {
     Message {
         id: env.id.to_string(),
@@ -96,11 +100,13 @@ impl Instance {
             message: format!("{e:#}"),
         };
         let bindings = match world {
-            World::Subscriber => Bindings::Subscriber(
-                subscriber::SubscriberPre::new(pre.clone())
-                    .and_then(|p| p.instantiate(&mut store))
-                    .map_err(inst_err)?,
-            ),
+            World::Subscriber => {
+                let instance = pre.instantiate(&mut store).map_err(inst_err)?;
+                let exports =
+                    subscriber::Subscriber::new(&mut store, &instance).map_err(inst_err)?;
+                let handlers = HandlerFuncs::load(&mut store, &instance).map_err(inst_err)?;
+                Bindings::Subscriber(exports, handlers)
+            }
             World::AlertEscalator => Bindings::Escalator(
                 escalator::AlertEscalatorPre::new(pre.clone())
                     .and_then(|p| p.instantiate(&mut store))
@@ -120,7 +126,7 @@ impl Instance {
         };
         let config = ctx.manifest.config_json();
         let result = inst.call("init", |store, b| match b {
-            Bindings::Subscriber(s) => s.exesdb_plugin_handler().call_init(store, &config),
+            Bindings::Subscriber(s, _) => s.exesdb_plugin_handler().call_init(store, &config),
             Bindings::Escalator(s) => s.exesdb_plugin_escalator().call_init(store, &config),
             Bindings::Formatter(s) => s.exesdb_plugin_formatter().call_init(store, &config),
         })?;
@@ -178,10 +184,11 @@ impl Instance {
         &mut self,
         msgs: &[Arc<Envelope>],
     ) -> Result<Vec<(usize, String)>, PluginError> {
-        if let [one] = msgs {
-            let m = to_message(one);
+        let ids = Ids::of(msgs);
+        let refs = message_refs(msgs, &ids);
+        if let [one] = refs.as_slice() {
             let r = self.call("on-message", |store, b| match b {
-                Bindings::Subscriber(s) => s.exesdb_plugin_handler().call_on_message(store, &m),
+                Bindings::Subscriber(_, h) => h.on_message(store, one),
                 _ => unreachable!("deliver is only called on subscribers"),
             })?;
             return Ok(r
@@ -189,9 +196,8 @@ impl Instance {
                 .map(|e| vec![(0, error_text(&e))])
                 .unwrap_or_default());
         }
-        let batch: Vec<Message> = msgs.iter().map(|e| to_message(e)).collect();
         let failures = self.call("on-batch", |store, b| match b {
-            Bindings::Subscriber(s) => s.exesdb_plugin_handler().call_on_batch(store, &batch),
+            Bindings::Subscriber(_, h) => h.on_batch(store, &refs),
             _ => unreachable!("deliver is only called on subscribers"),
         })?;
         Ok(failures
@@ -236,7 +242,7 @@ impl Instance {
     /// Calls `shutdown` (subscribers and escalators), ignoring a trap.
     pub(crate) fn shutdown(mut self) {
         let _ = self.call("shutdown", |store, b| match b {
-            Bindings::Subscriber(s) => s.exesdb_plugin_handler().call_shutdown(store),
+            Bindings::Subscriber(s, _) => s.exesdb_plugin_handler().call_shutdown(store),
             Bindings::Escalator(s) => s.exesdb_plugin_escalator().call_shutdown(store),
             Bindings::Formatter(_) => Ok(()),
         });

@@ -13,6 +13,7 @@ mod error;
 mod formatter;
 mod host_impl;
 mod instance;
+mod lowering;
 pub mod manifest;
 mod plugins;
 mod state;

@@ -87,7 +87,9 @@ pub async fn quiet(sub: &Subscriber, d: Duration) {
     if let Ok(Some(env)) = tokio::time::timeout(d, sub.recv()).await {
         panic!(
             "unexpected message {} {} {}",
-            env.kind, env.topic, env.payload
+            env.kind,
+            env.topic,
+            env.payload()
         );
     }
 }
