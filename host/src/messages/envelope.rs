@@ -1,5 +1,7 @@
 //! The one envelope every message travels in.
 
+use std::sync::OnceLock;
+
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -40,39 +42,50 @@ pub struct Envelope {
     pub causation_id: Option<String>,
     /// Version of the payload schema.
     pub schema_version: u32,
-    /// The payload; fixed at construction (see [`Envelope::payload`]).
-    payload: serde_json::Value,
-    /// The payload's JSON text (see [`Envelope::payload_text`]).
-    #[serde(skip)]
-    payload_text: PayloadText,
+    /// The payload, fixed at construction (see [`Envelope::payload`] and
+    /// [`Envelope::payload_text`]). Serialised as JSON.
+    #[serde(with = "payload_json")]
+    payload: Payload,
 }
 
-/// The payload's JSON text: set at construction, or rendered on first use
-/// for a deserialised envelope. It never takes part in equality.
-#[derive(Default, Clone)]
-struct PayloadText(std::sync::OnceLock<String>);
+/// A payload kept as JSON text — the form plugins, the store and the size
+/// limit need — and parsed into a [`serde_json::Value`] only on demand.
+///
+/// Text is the primary form: a message made from a `Value` renders it once
+/// and drops it (on the publisher's thread), so a queued message holds one
+/// allocation for its payload instead of a tree of them, and the subscriber
+/// that finally drops it frees one.
+#[derive(Clone, Default)]
+struct Payload {
+    /// Valid JSON: every constructor guarantees it.
+    text: String,
+    parsed: OnceLock<serde_json::Value>,
+}
 
-impl PayloadText {
-    fn of(text: String) -> PayloadText {
-        PayloadText(std::sync::OnceLock::from(text))
+impl Payload {
+    fn value(&self) -> &serde_json::Value {
+        self.parsed.get_or_init(|| {
+            // Cannot fail: `text` is valid JSON by construction.
+            serde_json::from_str(&self.text).unwrap_or(serde_json::Value::Null)
+        })
     }
 }
 
-impl PartialEq for PayloadText {
-    fn eq(&self, _: &Self) -> bool {
-        true
+impl PartialEq for Payload {
+    fn eq(&self, other: &Self) -> bool {
+        self.text == other.text || self.value() == other.value()
     }
 }
 
-impl std::fmt::Debug for PayloadText {
+impl std::fmt::Debug for Payload {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("..")
+        f.write_str(&self.text)
     }
 }
 
 impl Envelope {
     /// A new envelope with a fresh id and the current time. Not validated:
-    /// the bus validates on publish. The payload's JSON text is rendered
+    /// the bus validates on publish. The payload is rendered to JSON text
     /// here, once, where the message is made.
     pub fn new(
         channel: Channel,
@@ -81,19 +94,36 @@ impl Envelope {
         payload: serde_json::Value,
         node: impl Into<String>,
     ) -> Envelope {
-        let text = payload.to_string();
-        Envelope::with_payload_text(channel, topic, kind, payload, text, node)
+        Envelope::with_payload(channel, topic, kind, payload.to_string(), node)
     }
 
-    /// Like [`new`](Self::new) for a payload that arrived as JSON text
-    /// (published by a plugin, read from the store): `text` is kept as the
-    /// payload's text instead of rendering `payload` again. `text` must be
-    /// the JSON that `payload` was parsed from.
-    pub fn with_payload_text(
+    /// Like [`new`](Self::new) for a payload that arrives as JSON text (a
+    /// plugin's publish): the text is checked to be JSON and kept as it is.
+    ///
+    /// # Errors
+    /// [`MessageError::InvalidPayload`] naming the kind when `text` is not JSON.
+    pub fn from_json_text(
         channel: Channel,
         topic: impl Into<String>,
         kind: impl Into<String>,
-        payload: serde_json::Value,
+        text: String,
+        node: impl Into<String>,
+    ) -> Result<Envelope, MessageError> {
+        let kind = kind.into();
+        if let Err(e) = serde_json::from_str::<serde::de::IgnoredAny>(&text) {
+            return Err(MessageError::InvalidPayload {
+                reason: format!("not JSON: {e}"),
+                kind,
+            });
+        }
+        Ok(Envelope::with_payload(channel, topic, kind, text, node))
+    }
+
+    /// `text` must be valid JSON.
+    fn with_payload(
+        channel: Channel,
+        topic: impl Into<String>,
+        kind: impl Into<String>,
         text: String,
         node: impl Into<String>,
     ) -> Envelope {
@@ -108,8 +138,10 @@ impl Envelope {
             correlation_id: None,
             causation_id: None,
             schema_version: SCHEMA_VERSION,
-            payload,
-            payload_text: PayloadText::of(text),
+            payload: Payload {
+                text,
+                parsed: OnceLock::new(),
+            },
         }
     }
 
@@ -122,11 +154,17 @@ impl Envelope {
         payload: &K,
         node: impl Into<String>,
     ) -> Result<Envelope, MessageError> {
-        let value = serde_json::to_value(payload).map_err(|e| MessageError::InvalidPayload {
+        let text = serde_json::to_string(payload).map_err(|e| MessageError::InvalidPayload {
             kind: K::KIND.to_owned(),
             reason: e.to_string(),
         })?;
-        Ok(Envelope::new(K::CHANNEL, topic, K::KIND, value, node))
+        Ok(Envelope::with_payload(
+            K::CHANNEL,
+            topic,
+            K::KIND,
+            text,
+            node,
+        ))
     }
 
     /// Sets the correlation id.
@@ -153,23 +191,23 @@ impl Envelope {
                 actual: self.kind.clone(),
             });
         }
-        K::deserialize(&self.payload).map_err(|e| MessageError::InvalidPayload {
+        serde_json::from_str(&self.payload.text).map_err(|e| MessageError::InvalidPayload {
             kind: self.kind.clone(),
             reason: e.to_string(),
         })
     }
 
-    /// The payload. It cannot change after construction, so its text
-    /// ([`payload_text`](Self::payload_text)) always matches it.
+    /// The payload as a JSON value, parsed from its text on first use and
+    /// kept. It cannot change after construction.
     pub fn payload(&self) -> &serde_json::Value {
-        &self.payload
+        self.payload.value()
     }
 
     /// The payload as JSON text: what plugins receive, what the bus's size
     /// limit measures. Made once per message and shared by every plugin
     /// receiving it.
     pub fn payload_text(&self) -> &str {
-        self.payload_text.0.get_or_init(|| self.payload.to_string())
+        &self.payload.text
     }
 
     /// Milliseconds since the Unix epoch.
@@ -180,6 +218,27 @@ impl Envelope {
     /// The timestamp as RFC 3339 with milliseconds.
     pub fn timestamp_rfc3339(&self) -> String {
         self.timestamp.to_rfc3339_opts(SecondsFormat::Millis, true)
+    }
+}
+
+/// A payload (de)serialises as the JSON value itself.
+mod payload_json {
+    use std::sync::OnceLock;
+
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    use super::Payload;
+
+    pub(super) fn serialize<S: Serializer>(p: &Payload, s: S) -> Result<S::Ok, S::Error> {
+        p.value().serialize(s)
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Payload, D::Error> {
+        let value = serde_json::Value::deserialize(d)?;
+        Ok(Payload {
+            text: value.to_string(),
+            parsed: OnceLock::from(value),
+        })
     }
 }
 

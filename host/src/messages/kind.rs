@@ -26,11 +26,11 @@ macro_rules! message_kinds {
             }
         )*
         /// The kinds declared in this module, with their channel, for the registry.
-        pub(crate) const KINDS: &[(&str, $crate::bus::Channel, fn(&serde_json::Value) -> Result<(), serde_json::Error>)] = &[
+        pub(crate) const KINDS: &[(&str, $crate::bus::Channel, fn(&str) -> Result<(), serde_json::Error>)] = &[
             $((
                 stringify!($ty),
                 $crate::bus::Channel::$channel,
-                |v| <$ty as serde::Deserialize>::deserialize(v).map(|_| ()),
+                |text| serde_json::from_str::<$ty>(text).map(|_| ()),
             )),*
         ];
     };

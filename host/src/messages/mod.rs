@@ -87,7 +87,8 @@ pub enum MessageError {
     },
 }
 
-type Validator = fn(&serde_json::Value) -> Result<(), serde_json::Error>;
+/// Checks a payload's JSON text against a kind's struct.
+type Validator = fn(&str) -> Result<(), serde_json::Error>;
 
 type KindRegistry = HashMap<&'static str, (Channel, Validator), foldhash::fast::RandomState>;
 
@@ -161,7 +162,7 @@ pub fn validate(env: &Envelope, max_payload_bytes: usize) -> Result<(), MessageE
                     actual: env.channel,
                 });
             }
-            validator(env.payload()).map_err(|e| MessageError::InvalidPayload {
+            validator(env.payload_text()).map_err(|e| MessageError::InvalidPayload {
                 kind: env.kind.clone(),
                 reason: e.to_string(),
             })
@@ -256,15 +257,16 @@ mod tests {
         assert!(validate(&env(Channel::Events, "custom.x", v), n - 1).is_err());
         // A payload kept as it arrived is measured as it arrived.
         let text = "{ \"a\" : 1 }".to_owned();
-        let e = Envelope::with_payload_text(
-            Channel::Events,
-            "s:x",
-            "custom.x",
-            json!({"a": 1}),
-            text.clone(),
-            "n",
-        );
+        let e = Envelope::from_json_text(Channel::Events, "s:x", "custom.x", text.clone(), "n")
+            .unwrap();
         assert_eq!(e.payload_text(), text);
+        assert_eq!(e.payload(), &json!({"a": 1}));
+        let err = Envelope::from_json_text(Channel::Events, "s:x", "custom.x", "{".into(), "n")
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("custom.x") && err.to_string().contains("not JSON"),
+            "{err}"
+        );
         validate(&e, text.len()).unwrap();
         assert!(validate(&e, text.len() - 1).is_err());
     }

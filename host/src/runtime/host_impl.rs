@@ -120,12 +120,9 @@ impl host_api::Host for PluginState {
                 payload.len()
             )));
         }
-        let value: serde_json::Value = serde_json::from_str(&payload).map_err(|e| {
-            WitError::InvalidPayload(format!("payload of kind `{kind}` is not JSON: {e}"))
-        })?;
         // The guest's own text is what other plugins receive: no re-rendering.
-        let mut env =
-            Envelope::with_payload_text(channel, topic, kind, value, payload, self.ctx.bus.node());
+        let mut env = Envelope::from_json_text(channel, topic, kind, payload, self.ctx.bus.node())
+            .map_err(|e| WitError::InvalidPayload(e.to_string()))?;
         if let Some(o) = options {
             env.correlation_id = o.correlation_id;
             env.causation_id = o.causation_id;
