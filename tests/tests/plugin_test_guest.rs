@@ -3,6 +3,7 @@
 
 mod common;
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -11,6 +12,7 @@ use exesdb_host::messages::audit::AccessLog;
 use exesdb_host::messages::diagnostics::DebugTrace;
 use exesdb_host::messages::lifecycle::{ProcessEvent, ProcessLifecycle};
 use exesdb_host::messages::security::AccessViolation;
+use exesdb_host::messages::Envelope;
 use exesdb_host::runtime::{PluginError, PluginRunState, World};
 use serde_json::json;
 
@@ -43,6 +45,74 @@ async fn wait_for_lifecycle(
     })
     .await;
     env.decode().unwrap()
+}
+
+/// Every field of `env` as the echo reports the guest received it.
+fn assert_echoed(echo: &Envelope, env: &Envelope) {
+    let p = echo.payload();
+    let what = format!("{} -> {p}", env.id);
+    assert_eq!(p["id"], env.id.to_string(), "{what}");
+    assert_eq!(p["channel"], env.channel.to_string(), "{what}");
+    assert_eq!(p["topic"], env.topic, "{what}");
+    assert_eq!(p["kind"], env.kind, "{what}");
+    assert_eq!(p["timestamp_ms"], env.timestamp_ms(), "{what}");
+    assert_eq!(p["node"], env.node, "{what}");
+    assert_eq!(
+        p["correlation_id"].as_str(),
+        env.correlation_id.as_deref(),
+        "{what}"
+    );
+    assert_eq!(
+        p["causation_id"].as_str(),
+        env.causation_id.as_deref(),
+        "{what}"
+    );
+    assert_eq!(p["schema_version"], env.schema_version, "{what}");
+    assert_eq!(p["payload"], env.payload_text(), "{what}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_field_of_a_message_reaches_the_guest_singly_and_in_batches() {
+    let (bus, plugins) = setup();
+    let echoes = watch(&bus, Channel::Diagnostics, "echo:>");
+    plugins
+        .load(guest("fields", "echo", |_| {}), &wasm("test-guest"))
+        .unwrap();
+    // Mixed optional ids, empty and non-ASCII strings, a long payload: the
+    // first arrives alone (on-message), the burst through on-batch.
+    let make = |n: usize| {
+        let mut env = Envelope::new(
+            Channel::Events,
+            format!("store_ü:stream-{n}"),
+            "custom.fields",
+            json!({"n": n, "text": "ß→✓".repeat(n % 7), "pad": "x".repeat(n * 13)}),
+            bus.node(),
+        );
+        if n % 2 == 1 {
+            env = env.with_correlation_id(format!("corr-{n}"));
+        }
+        if n % 3 == 1 {
+            env = env.with_causation_id("");
+        }
+        Arc::new(env)
+    };
+    let first = make(0);
+    bus.broadcast(Arc::clone(&first)).await.unwrap();
+    let echo = next(&echoes).await;
+    assert_eq!(echo.payload()["batch"], false);
+    assert_echoed(&echo, &first);
+
+    let burst: Vec<_> = (1..=120).map(make).collect();
+    for env in &burst {
+        bus.broadcast(Arc::clone(env)).await.unwrap();
+    }
+    let mut batched = 0;
+    for env in &burst {
+        let echo = next(&echoes).await;
+        batched += usize::from(echo.payload()["batch"] == true);
+        assert_echoed(&echo, env);
+    }
+    assert!(batched > 0, "some messages arrived through on-batch");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

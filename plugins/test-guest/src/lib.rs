@@ -254,8 +254,20 @@ fn echo(message: &Message, batch: bool) -> Result<(), Error> {
         "custom.echo",
         json!({
             "id": message.id,
+            // Debug prints `Channel::Events`: keep the case name.
+            "channel": format!("{:?}", message.channel)
+                .rsplit(':')
+                .next()
+                .unwrap_or_default()
+                .to_lowercase(),
             "topic": message.topic,
             "kind": message.kind,
+            "timestamp_ms": message.timestamp_ms,
+            "node": message.node,
+            "correlation_id": message.correlation_id,
+            "causation_id": message.causation_id,
+            "schema_version": message.schema_version,
+            "payload": message.payload,
             "batch": batch,
             "tag": STATE.with_borrow(|s| s.tag.clone()),
         }),
