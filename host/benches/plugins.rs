@@ -5,8 +5,9 @@
 //! `test-guest` component in `noop` mode: messages/s from publish to handled,
 //! one per call (`max_batch = 1`) and in batches of 64 and 256, each with the
 //! ratio to a native Rust subscriber draining the same messages; and the time
-//! to instantiate + `init` a compiled component. `BENCH_MESSAGES` sets the
-//! message count (default 200,000).
+//! to instantiate + `init` a compiled component with the default runtime
+//! (pooling allocator) against on-demand allocation. `BENCH_MESSAGES` sets
+//! the message count (default 200,000).
 
 /// The allocator the `exesdb-host` binary ships with (see `host/src/main.rs`).
 #[global_allocator]
@@ -16,6 +17,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use exesdb_host::bus::{Bus, BusConfig, Channel};
+use exesdb_host::config::RuntimeConfig;
 use exesdb_host::messages::Envelope;
 use exesdb_host::runtime::{Manifest, Plugins, Runtime};
 
@@ -136,17 +138,33 @@ fn main() {
         }
         println!("(medians of {rounds} alternating rounds, {n} messages each)");
         let bus = bus(16);
-        let t = exesdb_host::runtime::bench_support::instantiate_time(
-            &runtime,
-            &bus,
-            manifest("inst", 64),
-            &wasm(),
-            200,
-        )
+        let on_demand = Runtime::with_config(&RuntimeConfig {
+            pooling: false,
+            ..RuntimeConfig::default()
+        })
         .unwrap();
+        let time = |rt: &Runtime| {
+            exesdb_host::runtime::bench_support::instantiate_time(
+                rt,
+                &bus,
+                manifest("inst", 64),
+                &wasm(),
+                500,
+            )
+            .unwrap()
+            .as_secs_f64()
+                * 1e6
+        };
+        // Alternating rounds, medians.
+        let (mut pooled, mut demand) = (Vec::new(), Vec::new());
+        for _ in 0..rounds {
+            pooled.push(time(&runtime));
+            demand.push(time(&on_demand));
+        }
+        let (p, d) = (median(pooled), median(demand));
         println!(
-            "instantiate + init (compiled, pre-linked)  {:>8.1} µs",
-            t.as_secs_f64() * 1e6
+            "instantiate + init (compiled, pre-linked): default (pooling) {p:>6.1} µs | on-demand {d:>6.1} µs | ratio {:.2}",
+            p / d
         );
     });
 }

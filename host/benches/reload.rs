@@ -121,7 +121,11 @@ fn main() {
         );
 
         let m = || Manifest::parse(&manifest_text("inst", "x"), "inst").unwrap();
-        let on_demand = Runtime::with_config(&rc).unwrap();
+        let on_demand = Runtime::with_config(&RuntimeConfig {
+            pooling: false,
+            ..rc.clone()
+        })
+        .unwrap();
         let pooled = Runtime::with_config(&RuntimeConfig {
             pooling: true,
             ..rc.clone()

@@ -502,3 +502,28 @@ async fn pooling_caps_instances_so_one_tenant_cannot_starve_the_rest() {
         "the two admitted plugins work"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_memory_cap_larger_than_the_pool_slots_is_refused_at_load() {
+    let (_bus, plugins) = plugins_with(RuntimeConfig {
+        pooling: true,
+        pool_max_instances: 4,
+        pool_max_memory_mb: 32,
+        ..RuntimeConfig::default()
+    });
+    let mut m = guest("big", "1", "echo", "big");
+    m.limits.memory_mb = 64;
+    let err = plugins.load(m, &wasm("test-guest")).unwrap_err();
+    let text = err.to_string();
+    assert!(matches!(err, PluginError::Instantiate { .. }), "{text}");
+    for part in [
+        "plugin `big`",
+        "limits.memory_mb = 64",
+        "pool_max_memory_mb = 32",
+    ] {
+        assert!(text.contains(part), "{part}: {text}");
+    }
+    let mut m = guest("fits", "1", "echo", "fits");
+    m.limits.memory_mb = 32;
+    plugins.load(m, &wasm("test-guest")).unwrap();
+}

@@ -141,7 +141,10 @@ pub struct PluginsConfig {
 pub struct RuntimeConfig {
     /// Directory of compiled components (empty: no cache).
     pub cache_dir: String,
-    /// Use wasmtime's pooling instance allocator.
+    /// Use wasmtime's pooling instance allocator (the default): instances
+    /// come from pre-reserved slots, about half the instantiation time of
+    /// on-demand allocation; plugins' `limits.memory_mb` must then fit in
+    /// `pool_max_memory_mb`.
     pub pooling: bool,
     /// Pooling: most live instances (all plugins together).
     pub pool_max_instances: u32,
@@ -163,7 +166,7 @@ impl Default for RuntimeConfig {
     fn default() -> Self {
         RuntimeConfig {
             cache_dir: String::new(),
-            pooling: false,
+            pooling: true,
             pool_max_instances: 256,
             pool_max_memory_mb: 256,
             fuel: false,

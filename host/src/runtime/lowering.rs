@@ -11,9 +11,9 @@
 //!
 //! Lowering a record field by field (what `#[derive(Lower)]` generates)
 //! looks the guest's memory up again for every field; a message has ten.
-//! [`MessageRef`]'s own `Lower` copies the five strings into their guest
-//! allocations, assembles the record's bytes on the stack and writes them
-//! with one look-up. Its layout is computed with the same canonical-ABI
+//! [`MessageRef`]'s own `Lower` allocates the strings in the guest, then
+//! looks its memory up once to copy them and the record's bytes (assembled
+//! on the stack). Its layout is computed with the same canonical-ABI
 //! arithmetic the derive uses, from each field type's ABI.
 //!
 //! The typed functions are checked against the component's own types on
@@ -21,7 +21,7 @@
 //! type error, never a silent misread.
 
 use std::mem::MaybeUninit;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 use wasmtime::component::__internal::wasmtime_environ::component::StringEncoding;
 use wasmtime::component::__internal::{bad_type_info, InterfaceType, LowerContext};
@@ -99,19 +99,26 @@ impl Layout {
     }
 }
 
-/// Copies `s` into a fresh guest allocation (UTF-8 to UTF-8); returns its
-/// (pointer, length).
-fn copy_str<T>(cx: &mut LowerContext<'_, T>, s: &str) -> wasmtime::Result<(u32, u32)> {
+/// The layout, computed once.
+static LAYOUT: LazyLock<Layout> = LazyLock::new(Layout::get);
+
+/// Allocates room for `s` in the guest (its `realloc`); returns its
+/// (pointer, length). The bytes are copied later, all at once.
+fn alloc_str<T>(cx: &mut LowerContext<'_, T>, s: &str) -> wasmtime::Result<(u32, u32)> {
     let len = u32::try_from(s.len())
         .ok()
         .filter(|l| *l <= i32::MAX as u32)
         .ok_or_else(|| wasmtime::format_err!("string of {} bytes too large for wasm", s.len()))?;
     let ptr = cx.realloc(0, 0, 1, s.len())?;
-    cx.as_slice_mut()
-        .get_mut(ptr..ptr + s.len())
-        .ok_or_else(|| wasmtime::format_err!("guest realloc returned an out-of-bounds pointer"))?
-        .copy_from_slice(s.as_bytes());
     Ok((u32::try_from(ptr)?, len))
+}
+
+/// Copies `bytes` to `at` in guest memory.
+fn write(mem: &mut [u8], at: usize, bytes: &[u8]) -> wasmtime::Result<()> {
+    mem.get_mut(at..at + bytes.len())
+        .ok_or_else(|| wasmtime::format_err!("guest memory write out of bounds"))?
+        .copy_from_slice(bytes);
+    Ok(())
 }
 
 fn put(rec: &mut [u8; RECORD_SIZE], at: usize, bytes: &[u8]) {
@@ -156,24 +163,34 @@ unsafe impl Lower for MessageRef<'_> {
         ty: InterfaceType,
         offset: usize,
     ) -> wasmtime::Result<()> {
-        let l = Layout::get();
+        let l = &*LAYOUT;
         if cx.options().string_encoding != StringEncoding::Utf8 {
-            return self.lower_fieldwise(cx, ty, offset, &l);
+            return self.lower_fieldwise(cx, ty, offset, l);
         }
-        let id = copy_str(cx, self.id)?;
-        let topic = copy_str(cx, self.topic)?;
-        let kind = copy_str(cx, self.kind)?;
-        let node = copy_str(cx, self.node)?;
-        let correlation = self.correlation_id.map(|s| copy_str(cx, s)).transpose()?;
-        let causation = self.causation_id.map(|s| copy_str(cx, s)).transpose()?;
-        let payload = copy_str(cx, self.payload)?;
+        // Allocate every string first (a realloc may grow memory), then look
+        // the memory up once to copy them and the record.
+        let texts = [
+            Some(self.id),
+            Some(self.topic),
+            Some(self.kind),
+            Some(self.node),
+            self.correlation_id,
+            self.causation_id,
+            Some(self.payload),
+        ];
+        let mut at = [None; 7];
+        for (slot, text) in at.iter_mut().zip(texts) {
+            *slot = text.map(|t| alloc_str(cx, t)).transpose()?;
+        }
+        let [id, topic, kind, node, correlation, causation, payload] = at;
+        let must = |s: Option<(u32, u32)>| s.unwrap_or_default();
         let mut rec = [0u8; RECORD_SIZE];
-        put_str(&mut rec, l.id, id);
+        put_str(&mut rec, l.id, must(id));
         rec[l.channel] = self.channel as u8;
-        put_str(&mut rec, l.topic, topic);
-        put_str(&mut rec, l.kind, kind);
+        put_str(&mut rec, l.topic, must(topic));
+        put_str(&mut rec, l.kind, must(kind));
         put(&mut rec, l.timestamp_ms, &self.timestamp_ms.to_le_bytes());
-        put_str(&mut rec, l.node, node);
+        put_str(&mut rec, l.node, must(node));
         put_option(&mut rec, l.correlation_id, correlation);
         put_option(&mut rec, l.causation_id, causation);
         put(
@@ -181,12 +198,14 @@ unsafe impl Lower for MessageRef<'_> {
             l.schema_version,
             &self.schema_version.to_le_bytes(),
         );
-        put_str(&mut rec, l.payload, payload);
-        cx.as_slice_mut()
-            .get_mut(offset..offset + RECORD_SIZE)
-            .ok_or_else(|| wasmtime::format_err!("message record out of bounds"))?
-            .copy_from_slice(&rec);
-        Ok(())
+        put_str(&mut rec, l.payload, must(payload));
+        let mem = cx.as_slice_mut();
+        for (text, slot) in texts.iter().zip(at) {
+            if let (Some(text), Some((ptr, _))) = (text, slot) {
+                write(mem, ptr as usize, text.as_bytes())?;
+            }
+        }
+        write(mem, offset, &rec)
     }
 }
 

@@ -154,13 +154,26 @@ impl Runtime {
             })
     }
 
-    /// Checks that `component` implements `world` and links it.
+    /// Checks that `component` implements the manifest's world and that
+    /// the manifest's limits fit this runtime, and links it.
     pub(crate) fn prepare(
         &self,
-        plugin: &str,
-        world: World,
+        manifest: &Manifest,
         component: &Component,
     ) -> Result<InstancePre<PluginState>, PluginError> {
+        let (plugin, world) = (manifest.name.as_str(), manifest.world);
+        let rc = &self.config;
+        if rc.pooling && manifest.limits.memory_mb > rc.pool_max_memory_mb {
+            return Err(PluginError::Instantiate {
+                plugin: plugin.to_owned(),
+                message: format!(
+                    "limits.memory_mb = {} exceeds the pooling allocator's slots \
+                     ([runtime] pool_max_memory_mb = {}): lower the plugin's limit \
+                     or raise pool_max_memory_mb",
+                    manifest.limits.memory_mb, rc.pool_max_memory_mb
+                ),
+            });
+        }
         let ty = component.component_type();
         let exports: Vec<String> = ty
             .exports(&self.engine)

@@ -279,7 +279,7 @@ impl Plugins {
     fn load_new(&self, manifest: Manifest, wasm: &[u8]) -> Result<PluginInfo, PluginError> {
         let name = manifest.name.clone();
         let component = self.runtime.compile(&name, wasm)?;
-        let pre = self.runtime.prepare(&name, manifest.world, &component)?;
+        let pre = self.runtime.prepare(&manifest, &component)?;
         let subscriber = match manifest.world {
             World::LogFormatter => None,
             _ => {
@@ -517,7 +517,7 @@ impl Plugins {
             });
         }
         let component = self.runtime.compile(&name, wasm)?;
-        let pre = self.runtime.prepare(&name, manifest.world, &component)?;
+        let pre = self.runtime.prepare(&manifest, &component)?;
         let ctx = Arc::new(PluginContext {
             stdout: Capture::new(&name, "stdout"),
             stderr: Capture::new(&name, "stderr"),
@@ -755,7 +755,7 @@ pub mod bench_support {
         iterations: u32,
     ) -> Result<Duration, PluginError> {
         let component = runtime.compile(&manifest.name, wasm)?;
-        let pre = runtime.prepare(&manifest.name, manifest.world, &component)?;
+        let pre = runtime.prepare(&manifest, &component)?;
         let ctx = Arc::new(PluginContext {
             stdout: Capture::new(&manifest.name, "stdout"),
             stderr: Capture::new(&manifest.name, "stderr"),

@@ -371,7 +371,7 @@ impl Worker {
         match result {
             Ok(failures) => {
                 let (ok, failed_n) = (buf.len() - failures.len(), failures.len());
-                let now = chrono::Utc::now();
+                let now_us = chrono::Utc::now().timestamp_micros();
                 let failed: std::collections::HashMap<usize, String> =
                     failures.into_iter().collect();
                 let handled = buf
@@ -381,8 +381,7 @@ impl Worker {
                 self.metrics
                     .latency
                     .record_many_micros(handled.map(|(_, env)| {
-                        u64::try_from((now - env.timestamp).num_microseconds().unwrap_or(0))
-                            .unwrap_or(0)
+                        u64::try_from(now_us - env.timestamp.timestamp_micros()).unwrap_or(0)
                     }));
                 let mut ok_run = 0;
                 for (i, env) in buf.iter().enumerate() {
