@@ -90,6 +90,13 @@ fn main() {
             ..RuntimeConfig::default()
         };
         let runtime = Runtime::with_config(&rc).unwrap();
+        // Memory is measured on demand-allocated instances: pooled slots are
+        // reserved up front and reused, so RSS growth would not show them.
+        let on_demand = Runtime::with_config(&RuntimeConfig {
+            pooling: false,
+            ..rc.clone()
+        })
+        .unwrap();
 
         // Baseline: a native subscriber decoding every message.
         let bus = Bus::new(BusConfig {
@@ -139,14 +146,17 @@ fn main() {
             }
             let rate = n as f64 / start.elapsed().as_secs_f64();
             // Memory: five more instances of the same (already compiled) component.
+            let more = Plugins::new(Arc::clone(&on_demand), bus.clone(), 256);
+            more.load(manifest(&base, &format!("{name}-warm")), &wasm)
+                .unwrap(); // compiles or loads from the cache
             let before = rss();
             for i in 0..5 {
-                plugins
-                    .load(manifest(&base, &format!("{name}-{i}")), &wasm)
+                more.load(manifest(&base, &format!("{name}-{i}")), &wasm)
                     .unwrap();
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
             let per = rss().saturating_sub(before) / 5;
+            more.unload_all().await;
             println!(
                 "{name:<22} {:>9.1} k msgs/s | ratio {:.3} | {:>7.0} KiB per instance",
                 rate / 1e3,
