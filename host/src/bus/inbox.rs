@@ -102,6 +102,20 @@ impl Inbox {
         policy: OverflowPolicy,
         now_ms: u64,
     ) -> (Pushed, Option<Arc<Envelope>>) {
+        self.push(msg, policy, now_ms, false)
+    }
+
+    /// Pushes without waiting; when full under `backpressure` and
+    /// `register_waiter` is set, counts the caller among the publishers
+    /// waiting for room, under the same lock as the failed attempt (so no
+    /// drain can slip in between unnoticed).
+    fn push(
+        &self,
+        msg: Arc<Envelope>,
+        policy: OverflowPolicy,
+        now_ms: u64,
+        register_waiter: bool,
+    ) -> (Pushed, Option<Arc<Envelope>>) {
         let mut q = self.queue.lock();
         if q.closed {
             return (Pushed::Closed, Some(msg));
@@ -109,7 +123,10 @@ impl Inbox {
         let mut result = Pushed::Queued;
         if q.items.len() >= self.capacity {
             match policy {
-                OverflowPolicy::Backpressure => return (Pushed::Full, Some(msg)),
+                OverflowPolicy::Backpressure => {
+                    q.writers_waiting += usize::from(register_waiter);
+                    return (Pushed::Full, Some(msg));
+                }
                 OverflowPolicy::DropOldest => {
                     q.items.pop_front();
                     q.dropped += 1;
@@ -135,20 +152,29 @@ impl Inbox {
         timeout: Duration,
         now_ms: u64,
     ) -> Pushed {
+        /// Unregisters a waiting publisher, also when its future is dropped.
+        struct Waiting<'a>(&'a Inbox);
+        impl Drop for Waiting<'_> {
+            fn drop(&mut self) {
+                self.0.queue.lock().writers_waiting -= 1;
+            }
+        }
+
         let deadline = tokio::time::Instant::now() + timeout;
         let mut msg = msg;
         loop {
             let writable = self.writable.notified();
             tokio::pin!(writable);
-            // Registered before the check, so a drain in between wakes us.
+            // Listening before the attempt, registered with it: a drain after
+            // the failed attempt sees the registration and wakes us.
             writable.as_mut().enable();
-            match self.try_push(msg, OverflowPolicy::Backpressure, now_ms) {
+            match self.push(msg, OverflowPolicy::Backpressure, now_ms, true) {
                 (Pushed::Full, Some(back)) => msg = back,
                 (other, _) => return other,
             }
-            self.queue.lock().writers_waiting += 1;
+            let waiting = Waiting(self);
             let timed_out = tokio::time::timeout_at(deadline, writable).await.is_err();
-            self.queue.lock().writers_waiting -= 1;
+            drop(waiting);
             if timed_out {
                 return self.try_push(msg, OverflowPolicy::Backpressure, now_ms).0;
             }
@@ -221,5 +247,76 @@ impl Inbox {
 
     pub(crate) fn last_delivery_ms(&self) -> u64 {
         self.queue.lock().last_delivery_ms
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bus::Channel;
+
+    fn msg(n: u64) -> Arc<Envelope> {
+        Arc::new(Envelope::new(
+            Channel::Events,
+            "s:x",
+            "custom.n",
+            serde_json::json!({ "n": n }),
+            "node",
+        ))
+    }
+
+    /// A publisher waiting for room is woken by the drain that makes room:
+    /// with a one-slot inbox every push waits, so a lost wake-up would stall
+    /// a push for the whole (long) timeout.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn waiting_publishers_are_woken_by_every_drain() {
+        const N: u64 = 5_000;
+        let inbox = Inbox::new(1);
+        let consumer = {
+            let inbox = Arc::clone(&inbox);
+            tokio::spawn(async move {
+                let (mut got, mut buf) = (Vec::new(), Vec::new());
+                while (got.len() as u64) < N {
+                    buf.clear();
+                    inbox.recv_many(&mut buf, 1).await;
+                    got.extend(buf.iter().map(|m| m.payload()["n"].as_u64().unwrap()));
+                }
+                got
+            })
+        };
+        let publish = async {
+            for n in 0..N {
+                let pushed = inbox.push_waiting(msg(n), Duration::from_secs(30), 0).await;
+                assert_eq!(pushed, Pushed::Queued, "message {n}");
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(20), publish)
+            .await
+            .expect("a waiting publisher missed its wake-up");
+        let got = consumer.await.unwrap();
+        assert_eq!(got, (0..N).collect::<Vec<_>>(), "all, in order");
+        assert_eq!(
+            inbox.queue.lock().writers_waiting,
+            0,
+            "no registration left"
+        );
+    }
+
+    /// A waiting publisher whose future is dropped leaves no registration.
+    #[tokio::test]
+    async fn a_cancelled_waiting_publisher_unregisters() {
+        let inbox = Inbox::new(1);
+        assert_eq!(
+            inbox.try_push(msg(0), OverflowPolicy::Backpressure, 0).0,
+            Pushed::Queued
+        );
+        let waited = tokio::time::timeout(
+            Duration::from_millis(20),
+            inbox.push_waiting(msg(1), Duration::from_secs(30), 0),
+        )
+        .await;
+        assert!(waited.is_err(), "still full: the publisher was waiting");
+        assert_eq!(inbox.queue.lock().writers_waiting, 0);
+        assert_eq!(inbox.delivered(), 1);
     }
 }
