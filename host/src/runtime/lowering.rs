@@ -183,6 +183,7 @@ unsafe impl Lower for MessageRef<'_> {
             *slot = text.map(|t| alloc_str(cx, t)).transpose()?;
         }
         let [id, topic, kind, node, correlation, causation, payload] = at;
+        // The required fields came from `Some` texts, so they are `Some`.
         let must = |s: Option<(u32, u32)>| s.unwrap_or_default();
         let mut rec = [0u8; RECORD_SIZE];
         put_str(&mut rec, l.id, must(id));
