@@ -291,6 +291,24 @@ mod tests {
     }
 
     #[test]
+    fn floats_survive_the_payload_text_exactly() {
+        // The payload travels as text: every f64 must parse back to itself.
+        let mut x = 0.1f64;
+        for i in 0..10_000u32 {
+            x = x * 1.000_123_7 + f64::from(i) / 7.0;
+            let env = Envelope::new(
+                Channel::Metrics,
+                "m:x",
+                "custom.f",
+                serde_json::json!({ "v": x, "r": 1.0 / x }),
+                "n",
+            );
+            assert_eq!(env.payload()["v"].as_f64(), Some(x), "{x:e}");
+            assert_eq!(env.payload()["r"].as_f64(), Some(1.0 / x), "{x:e}");
+        }
+    }
+
+    #[test]
     fn ids_are_time_ordered() {
         let a = Envelope::new(
             Channel::Events,
