@@ -14,9 +14,8 @@
 //! validation and inbox hand-off, not JSON building. Set `BENCH_MESSAGES`
 //! to change the message count (default 2,000,000).
 
-/// The allocator the `exesdb-host` binary ships with (see `host/src/main.rs`).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+mod support;
+use support::median;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -190,11 +189,7 @@ where
         xs.push(a().await);
         ys.push(b().await);
     }
-    let median = |v: &mut Vec<f64>| {
-        v.sort_by(|x, y| x.total_cmp(y));
-        v[v.len() / 2]
-    };
-    (median(&mut xs), median(&mut ys))
+    (median(xs), median(ys))
 }
 
 fn main() {

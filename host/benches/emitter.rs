@@ -5,9 +5,7 @@
 //! appends, one at a time; for each, the time from calling `append` to the
 //! subscriber having handled the event. Prints p50/p99 for both.
 
-/// The allocator the `exesdb-host` binary ships with (see `host/src/main.rs`).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+mod support;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -7,9 +7,7 @@
 //! threshold is set so that nothing alerts. Baseline: a native Rust
 //! subscriber decoding the same messages. `BENCH_MESSAGES` (default 50,000).
 
-/// The allocator the `exesdb-host` binary ships with (see `host/src/main.rs`).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+mod support;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

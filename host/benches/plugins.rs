@@ -9,9 +9,8 @@
 //! (pooling allocator) against on-demand allocation. `BENCH_MESSAGES` sets
 //! the message count (default 200,000).
 
-/// The allocator the `exesdb-host` binary ships with (see `host/src/main.rs`).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+mod support;
+use support::median;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -167,9 +166,4 @@ fn main() {
             p / d
         );
     });
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
 }

@@ -7,9 +7,8 @@
 //! - instantiate + `init` with the pooling allocator; baseline: on-demand allocation.
 //! - resident memory per idle Rust plugin instance (RSS growth over 50 loads).
 
-/// The allocator the `exesdb-host` binary ships with (see `host/src/main.rs`).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+mod support;
+use support::median;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -61,11 +60,6 @@ async fn until_tag(bus: &Bus, echoes: &exesdb_host::bus::Subscriber, tag: &str) 
             }
         }
     }
-}
-
-fn median(mut v: Vec<Duration>) -> Duration {
-    v.sort();
-    v[v.len() / 2]
 }
 
 /// This process's resident memory, from the host's own node figures.

@@ -19,9 +19,8 @@
 //! `BENCH_STORE_DIR` (default: cargo's target tmp dir, on disk, not tmpfs).
 //! `BENCH_STORE_SCALE` multiplies every event count (default 1.0).
 
-/// The allocator the `exesdb-host` binary ships with (see `host/src/main.rs`).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+mod support;
+use support::median;
 
 use std::fs::File;
 use std::io::Write;
@@ -139,11 +138,6 @@ fn append_file(dir: &Path, events: usize, batch: usize) -> f64 {
         file.sync_data().unwrap();
     }
     n as f64 / start.elapsed().as_secs_f64()
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|x, y| x.total_cmp(y));
-    v[v.len() / 2]
 }
 
 /// Median events/s of the store and of the file baseline, alternating.

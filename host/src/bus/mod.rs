@@ -131,13 +131,13 @@ impl Routed {
         if Some(t.sub) == skip {
             return;
         }
-        let Some(env) = self.env.as_ref() else {
-            return;
-        };
         let msg = if last && self.waiting.is_empty() {
-            self.env.take().expect("checked above")
+            self.env.take()
         } else {
-            Arc::clone(env)
+            self.env.clone()
+        };
+        let Some(msg) = msg else {
+            return;
         };
         let (pushed, back) = t.inbox.try_push(msg, t.policy, now);
         if self.env.is_none() {

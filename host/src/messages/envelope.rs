@@ -55,7 +55,7 @@ pub struct Envelope {
 /// and drops it (on the publisher's thread), so a queued message holds one
 /// allocation for its payload instead of a tree of them, and the subscriber
 /// that finally drops it frees one.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 struct Payload {
     /// Valid JSON: every constructor guarantees it.
     text: String,

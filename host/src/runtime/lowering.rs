@@ -169,29 +169,20 @@ unsafe impl Lower for MessageRef<'_> {
         }
         // Allocate every string first (a realloc may grow memory), then look
         // the memory up once to copy them and the record.
-        let texts = [
-            Some(self.id),
-            Some(self.topic),
-            Some(self.kind),
-            Some(self.node),
-            self.correlation_id,
-            self.causation_id,
-            Some(self.payload),
-        ];
-        let mut at = [None; 7];
-        for (slot, text) in at.iter_mut().zip(texts) {
-            *slot = text.map(|t| alloc_str(cx, t)).transpose()?;
-        }
-        let [id, topic, kind, node, correlation, causation, payload] = at;
-        // The required fields came from `Some` texts, so they are `Some`.
-        let must = |s: Option<(u32, u32)>| s.unwrap_or_default();
+        let id = alloc_str(cx, self.id)?;
+        let topic = alloc_str(cx, self.topic)?;
+        let kind = alloc_str(cx, self.kind)?;
+        let node = alloc_str(cx, self.node)?;
+        let correlation = self.correlation_id.map(|t| alloc_str(cx, t)).transpose()?;
+        let causation = self.causation_id.map(|t| alloc_str(cx, t)).transpose()?;
+        let payload = alloc_str(cx, self.payload)?;
         let mut rec = [0u8; RECORD_SIZE];
-        put_str(&mut rec, l.id, must(id));
+        put_str(&mut rec, l.id, id);
         rec[l.channel] = self.channel as u8;
-        put_str(&mut rec, l.topic, must(topic));
-        put_str(&mut rec, l.kind, must(kind));
+        put_str(&mut rec, l.topic, topic);
+        put_str(&mut rec, l.kind, kind);
         put(&mut rec, l.timestamp_ms, &self.timestamp_ms.to_le_bytes());
-        put_str(&mut rec, l.node, must(node));
+        put_str(&mut rec, l.node, node);
         put_option(&mut rec, l.correlation_id, correlation);
         put_option(&mut rec, l.causation_id, causation);
         put(
@@ -199,12 +190,21 @@ unsafe impl Lower for MessageRef<'_> {
             l.schema_version,
             &self.schema_version.to_le_bytes(),
         );
-        put_str(&mut rec, l.payload, must(payload));
+        put_str(&mut rec, l.payload, payload);
+        let strings = [
+            (self.id, id),
+            (self.topic, topic),
+            (self.kind, kind),
+            (self.node, node),
+            (self.payload, payload),
+        ];
+        let optional = [
+            self.correlation_id.zip(correlation),
+            self.causation_id.zip(causation),
+        ];
         let mem = cx.as_slice_mut();
-        for (text, slot) in texts.iter().zip(at) {
-            if let (Some(text), Some((ptr, _))) = (text, slot) {
-                write(mem, ptr as usize, text.as_bytes())?;
-            }
+        for (text, (ptr, _)) in strings.into_iter().chain(optional.into_iter().flatten()) {
+            write(mem, ptr as usize, text.as_bytes())?;
         }
         write(mem, offset, &rec)
     }
@@ -305,10 +305,10 @@ impl HandlerFuncs {
         store: &mut Store<PluginState>,
         instance: &Instance,
     ) -> wasmtime::Result<HandlerFuncs> {
-        let func = |store: &mut Store<PluginState>, name: &str| -> wasmtime::Result<Func> {
-            let iface = instance
-                .get_export_index(&mut *store, None, HANDLER)
-                .ok_or_else(|| wasmtime::format_err!("no export `{HANDLER}`"))?;
+        let iface = instance
+            .get_export_index(&mut *store, None, HANDLER)
+            .ok_or_else(|| wasmtime::format_err!("no export `{HANDLER}`"))?;
+        let mut func = |name: &str| -> wasmtime::Result<Func> {
             let idx = instance
                 .get_export_index(&mut *store, Some(&iface), name)
                 .ok_or_else(|| wasmtime::format_err!("no export `{HANDLER}#{name}`"))?;
@@ -317,8 +317,8 @@ impl HandlerFuncs {
                 .ok_or_else(|| wasmtime::format_err!("`{HANDLER}#{name}` is not a function"))
         };
         Ok(HandlerFuncs {
-            on_message: func(store, "on-message")?,
-            on_batch: func(store, "on-batch")?,
+            on_message: func("on-message")?,
+            on_batch: func("on-batch")?,
         })
     }
 
