@@ -4,7 +4,7 @@
 fn embed_example_runs_and_shuts_down_cleanly() {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_embed"))
         .env("NO_COLOR", "1")
-        .env("EXESDB_ADMIN__LISTEN", "127.0.0.1:0")
+        .env("EXESDB_API__LISTEN", "127.0.0.1:0")
         .output()
         .expect("the example runs");
     let stdout = String::from_utf8_lossy(&out.stdout);

@@ -16,7 +16,6 @@ use std::time::{Duration, Instant};
 
 use exesdb_host::bus::{Bus, BusConfig, Channel};
 use exesdb_host::config::RuntimeConfig;
-use exesdb_host::integration::Integration;
 use exesdb_host::messages::Envelope;
 use exesdb_host::reload::Watcher;
 use exesdb_host::runtime::{bench_support, Manifest, Plugins, Runtime};
@@ -85,7 +84,7 @@ fn main() {
         let plugins = Arc::new(Plugins::new(Runtime::with_config(&rc).unwrap(), bus.clone(), 64));
         let echoes = bus.subscriber("echoes").unwrap();
         echoes.subscribe(Channel::Diagnostics, "echo:>").unwrap();
-        let _watcher = Watcher::start(dir.path(), Arc::clone(&plugins), Integration::new(bus.clone()), DEBOUNCE).unwrap();
+        let _watcher = Watcher::start(dir.path(), Arc::clone(&plugins), DEBOUNCE).unwrap();
         deploy(dir.path(), "swap.wasm", &wasm());
         deploy(dir.path(), "swap.toml", manifest_text("swap", "t0").as_bytes());
         until_tag(&bus, &echoes, "t0").await;

@@ -4,7 +4,7 @@
 //! # tokio::runtime::Runtime::new().unwrap().block_on(async {
 //! use exesdb_host::{config::Config, host::Host};
 //! let mut config = Config::default();
-//! config.admin.listen = "127.0.0.1:0".into(); // any free port
+//! config.api.listen = "127.0.0.1:0".into(); // any free port
 //! let host = Host::start(config).await.unwrap();
 //! assert_eq!(host.bus().node(), "exesdb@localhost");
 //! host.shutdown().await.unwrap();
@@ -18,12 +18,11 @@ use std::time::Duration;
 use crate::bus::{Bus, BusError};
 use crate::config::{Config, ConsoleFormat};
 use crate::emitter::{Emitters, Start, Stores, SubscriptionSpec, Target};
-use crate::health::{HealthTracker, Reporter};
+use crate::health::{Announcer, Reporter};
 use crate::integration::Integration;
-use crate::logging::format;
 use crate::messages::alerts::{AlertCategory, Severity};
 use crate::messages::system::LifecycleEvent;
-use crate::metrics::MetricsCollector;
+use crate::metrics::Publisher;
 use crate::runtime::{Manifest, PluginError, Plugins, Runtime};
 
 /// Name under which the host announces its lifecycle.
@@ -54,7 +53,7 @@ pub struct Host {
     plugins: Arc<Plugins>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     watcher: Option<crate::reload::Watcher>,
-    admin: Option<std::net::SocketAddr>,
+    api: Option<std::net::SocketAddr>,
     stores: Arc<Stores>,
     emitters: Arc<Emitters>,
 }
@@ -75,27 +74,29 @@ impl Host {
             logging.bridge.attach(&bus);
         }
         let store = config.stores.default.clone();
-        let health = HealthTracker::new(&store, config.health_monitoring.clone(), bus.clone());
-        let metrics = MetricsCollector::new(&store, bus.clone());
-        let stores = Stores::new(
+        // Every store gets its own health tracker and metrics collector when
+        // it is opened; the default store's also follow the plugins' bus
+        // subscriptions.
+        let stores = Stores::with_health(
             &config.stores.data_dir,
             config.stores.durability,
             bus.clone(),
+            config.health_monitoring.clone(),
         );
-        stores
-            .get(&store)
+        let default = stores
+            .monitor(&store)
             .map_err(|e| anyhow::anyhow!("cannot open the default store: {e}"))?;
         let runtime = Runtime::with_config(&config.runtime)?;
         let plugins = Arc::new(Plugins::with_monitoring(
             runtime,
             bus.clone(),
             config.plugins.max_batch,
-            Arc::clone(&health),
-            Arc::clone(&metrics),
+            Arc::clone(&default.health),
+            default.metrics,
         ));
         let emitters = Emitters::new(
             Arc::clone(&stores),
-            Arc::clone(&health),
+            default.health,
             bus.clone(),
             Arc::downgrade(&plugins),
         );
@@ -109,20 +110,26 @@ impl Host {
             store.clone(),
         ))];
         load_plugins(&config, &plugins, &integration).await;
-        let watcher = start_watcher(&config, &plugins, &integration);
-        let admin = match config.admin.listen.parse::<std::net::SocketAddr>() {
+        let watcher = start_watcher(&config, &plugins);
+        let api = match config.api.listen.parse::<std::net::SocketAddr>() {
             Ok(addr) => {
-                let (local, task) = crate::admin::serve(addr, Arc::clone(&plugins)).await?;
-                tracing::info!(class = "success", "🛠️ admin API on http://{local}");
+                let state = crate::api::ApiState::new(
+                    bus.clone(),
+                    Arc::clone(&plugins),
+                    Arc::clone(&emitters),
+                    config.api.clone(),
+                )
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+                let (local, task) = crate::api::serve(addr, Arc::new(state)).await?;
+                tracing::info!(class = "success", "🌐 API on http://{local}/v1");
                 tasks.push(task);
                 Some(local)
             }
             Err(_) => None,
         };
         if config.health_monitoring.enabled {
-            tracing::info!(class = "success", "{}", format::subscribed_health(&store));
             let reporter = Reporter {
-                tracker: health,
+                stores: Arc::clone(&stores),
                 bus: bus.clone(),
                 plugins: Arc::clone(&plugins),
                 disk_path: std::env::current_dir().unwrap_or_else(|_| "/".into()),
@@ -132,18 +139,25 @@ impl Host {
             ))));
         }
         if config.metrics.enabled {
-            tracing::info!(class = "success", "{}", format::subscribed_metrics(&store));
+            let logs = crate::logging::installed().map(|l| Arc::clone(l.bridge.stats()));
+            let publisher = Publisher::new(Arc::clone(&stores), bus.clone(), logs);
             let every = Duration::from_millis(config.metrics.interval_ms);
-            tasks.push(tokio::spawn(async move {
-                let mut tick = tokio::time::interval(every);
-                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-                tick.tick().await;
-                loop {
-                    tick.tick().await;
-                    metrics.publish();
-                }
-            }));
+            tasks.push(tokio::spawn(publisher.run(every)));
         }
+        if config.health_monitoring.enabled || config.metrics.enabled {
+            // `SUBSCRIBED to health/metrics events` once something does.
+            let announcer = Announcer::new(
+                bus.clone(),
+                Arc::clone(&stores),
+                config.health_monitoring.enabled,
+                config.metrics.enabled,
+            );
+            let starts = bus.subscriber("subscription-announcer")?;
+            starts.subscribe(crate::bus::Channel::Lifecycle, "process_lifecycle:>")?;
+            let every = Duration::from_millis(config.health_monitoring.check_interval.min(1000));
+            tasks.push(tokio::spawn(announcer.run(starts, every)));
+        }
+        announce_config(&bus, &config);
         integration
             .broadcast_system_lifecycle(LifecycleEvent::Started, SYSTEM_NAME, VERSION)
             .await?;
@@ -159,7 +173,7 @@ impl Host {
             plugins,
             tasks,
             watcher,
-            admin,
+            api,
             stores,
             emitters,
         })
@@ -175,9 +189,9 @@ impl Host {
         &self.integration
     }
 
-    /// Where the admin API listens, if it is on.
-    pub fn admin_addr(&self) -> Option<std::net::SocketAddr> {
-        self.admin
+    /// Where the HTTP server (`/v1` gateway) listens, if it is on.
+    pub fn api_addr(&self) -> Option<std::net::SocketAddr> {
+        self.api
     }
 
     /// The stores: append (announced on `events`), and each store's reads.
@@ -398,11 +412,7 @@ impl crate::logging::LineFormatter for FormatterProxy {
 }
 
 /// Watches the plugins directory when `[plugins] watch` is on.
-fn start_watcher(
-    config: &Config,
-    plugins: &Arc<Plugins>,
-    integration: &Integration,
-) -> Option<crate::reload::Watcher> {
+fn start_watcher(config: &Config, plugins: &Arc<Plugins>) -> Option<crate::reload::Watcher> {
     if !config.plugins.watch || config.plugins.dir.is_empty() {
         return None;
     }
@@ -416,7 +426,7 @@ fn start_watcher(
         return None;
     }
     let debounce = Duration::from_millis(config.plugins.watch_debounce_ms);
-    match crate::reload::Watcher::start(dir, Arc::clone(plugins), integration.clone(), debounce) {
+    match crate::reload::Watcher::start(dir, Arc::clone(plugins), debounce) {
         Ok(w) => {
             tracing::info!(
                 class = "success",
@@ -429,5 +439,70 @@ fn start_watcher(
             tracing::error!(class = "failure", "cannot watch {}: {e}", dir.display());
             None
         }
+    }
+}
+
+/// Setting names whose values never leave the host: a key containing one of
+/// these words is shown as `"<redacted>"`.
+const SECRET_WORDS: [&str; 5] = ["token", "secret", "password", "credential", "key"];
+
+/// `value` with every secret-looking setting (see [`SECRET_WORDS`]) redacted.
+pub fn redact(value: serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    match value {
+        Value::Object(map) => Value::Object(
+            map.into_iter()
+                .map(|(k, v)| {
+                    let lower = k.to_ascii_lowercase();
+                    if SECRET_WORDS.iter().any(|w| lower.contains(w)) {
+                        (k, Value::String("<redacted>".into()))
+                    } else {
+                        (k, redact(v))
+                    }
+                })
+                .collect(),
+        ),
+        Value::Array(items) => Value::Array(items.into_iter().map(redact).collect()),
+        other => other,
+    }
+}
+
+/// Publishes the effective configuration (secrets redacted) as a
+/// `SystemConfig` on `system`, topic `system_config:exesdb_host`: the
+/// operator's record of what this host runs with.
+fn announce_config(bus: &Bus, config: &Config) {
+    let changes = match serde_json::to_value(config).map(redact) {
+        Ok(serde_json::Value::Object(map)) => map,
+        _ => serde_json::Map::new(),
+    };
+    let payload = crate::messages::system::SystemConfig {
+        component: SYSTEM_NAME.to_owned(),
+        changes,
+        previous_config: serde_json::Map::new(),
+        changed_by: "system".to_owned(),
+    };
+    let topic = crate::integration::topics::system_config(SYSTEM_NAME);
+    if let Err(e) = bus.publish_typed_now(&topic, &payload) {
+        tracing::error!(class = "failure", "SystemConfig not published: {e}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact;
+
+    #[test]
+    fn secret_looking_settings_are_redacted_at_any_depth() {
+        let v = serde_json::json!({
+            "api": {"listen": "127.0.0.1:0", "tokens": [{"name": "ci", "sha256": "ab"}]},
+            "cluster": {"nats_password": "hunter2", "url": "nats://x"},
+            "node": {"name": "n"},
+        });
+        let r = redact(v);
+        assert_eq!(r["api"]["listen"], "127.0.0.1:0");
+        assert_eq!(r["api"]["tokens"], "<redacted>");
+        assert_eq!(r["cluster"]["nats_password"], "<redacted>");
+        assert_eq!(r["cluster"]["url"], "nats://x");
+        assert_eq!(r["node"]["name"], "n");
     }
 }

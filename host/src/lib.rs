@@ -5,7 +5,7 @@
 //! ([`integration`]), the colour-coded console ([`logging`]), configuration
 //! ([`config`]) and the host that ties them together ([`host`]).
 
-pub mod admin;
+pub mod api;
 pub mod bus;
 pub mod cli;
 pub mod config;

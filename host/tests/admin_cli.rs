@@ -2,7 +2,7 @@
 //! list, status, reload and unload a copy of the test guest, the audit trail
 //! of those actions, refused manifests, an unreachable API and `GET /health`.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,8 +15,8 @@ use exesdb_host::messages::Envelope;
 use serde_json::{json, Value};
 use tempfile::TempDir;
 
-/// How long a test waits for an expected message.
-const WAIT: Duration = Duration::from_secs(20);
+mod common;
+use common::{cli, next_where, path_str, quiet, Run};
 
 /// A running host with its admin API on a free loopback port.
 struct Fixture {
@@ -32,7 +32,7 @@ impl Fixture {
     async fn start() -> Fixture {
         let cache = tempfile::tempdir().unwrap();
         let env = [
-            ("EXESDB_ADMIN__LISTEN", "127.0.0.1:0"),
+            ("EXESDB_API__LISTEN", "127.0.0.1:0"),
             ("EXESDB_PLUGINS__BUNDLED", "false"),
             ("EXESDB_PLUGINS__WATCH", "false"),
             ("EXESDB_RUNTIME__CACHE_DIR", cache.path().to_str().unwrap()),
@@ -40,7 +40,7 @@ impl Fixture {
         .map(|(k, v)| (k.to_owned(), v.to_owned()));
         let config = Config::load_with_env(None, env).unwrap();
         let host = Host::start(config).await.unwrap();
-        let addr = host.admin_addr().expect("admin API is on");
+        let addr = host.api_addr().expect("admin API is on");
         assert!(host.plugins().list().is_empty(), "no plugin at start");
         Fixture {
             host,
@@ -99,7 +99,7 @@ impl Fixture {
 
     /// `GET /health` as JSON.
     async fn health(&self) -> Value {
-        let url = format!("{}/health", self.admin);
+        let url = format!("{}/v1/health", self.admin);
         tokio::task::spawn_blocking(move || {
             let mut response = ureq::get(&url).call().unwrap();
             assert_eq!(response.status(), 200);
@@ -136,73 +136,6 @@ tag = "{tag}"
     )
 }
 
-/// What a CLI run printed.
-#[derive(Debug)]
-struct Run {
-    ok: bool,
-    stdout: String,
-    stderr: String,
-}
-
-impl Run {
-    /// Asserts success and parses stdout as JSON.
-    fn json(&self) -> Value {
-        assert!(self.ok, "CLI failed: {self:#?}");
-        serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("{e}: {self:#?}"))
-    }
-
-    /// Asserts failure and returns stderr.
-    fn failure(&self) -> &str {
-        assert!(!self.ok, "CLI should have failed: {self:#?}");
-        assert!(self.stdout.is_empty(), "nothing on stdout: {self:#?}");
-        &self.stderr
-    }
-}
-
-/// Runs `exesdb-host plugin <args> --admin <admin>` off the async workers,
-/// so the in-process host keeps serving.
-async fn cli(admin: &str, args: &[&str]) -> Run {
-    let admin = admin.to_owned();
-    let args: Vec<String> = args.iter().map(|&a| a.to_owned()).collect();
-    let out = tokio::task::spawn_blocking(move || {
-        std::process::Command::new(env!("CARGO_BIN_EXE_exesdb-host"))
-            .env("NO_COLOR", "1")
-            .env_remove("RUST_LOG")
-            .env_remove("EXESDB_ADMIN_URL")
-            .arg("plugin")
-            .args(&args)
-            .arg("--admin")
-            .arg(&admin)
-            .output()
-    })
-    .await
-    .unwrap()
-    .unwrap();
-    Run {
-        ok: out.status.success(),
-        stdout: String::from_utf8(out.stdout).unwrap(),
-        stderr: String::from_utf8(out.stderr).unwrap(),
-    }
-}
-
-fn path_str(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
-
-/// The next message on `sub` satisfying `pred`, skipping others.
-async fn next_where(sub: &Subscriber, pred: impl Fn(&Envelope) -> bool) -> Arc<Envelope> {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        let env = tokio::time::timeout_at(deadline, sub.recv())
-            .await
-            .unwrap_or_else(|_| panic!("no matching message for {} within {WAIT:?}", sub.name()))
-            .expect("bus open");
-        if pred(&env) {
-            return env;
-        }
-    }
-}
-
 /// The next `AdminAction` on `sub`.
 async fn next_admin_action(sub: &Subscriber) -> (String, AdminAction) {
     let env = next_where(sub, |_| true).await;
@@ -210,18 +143,6 @@ async fn next_admin_action(sub: &Subscriber) -> (String, AdminAction) {
         .decode::<AdminAction>()
         .unwrap_or_else(|e| panic!("{e}: {env:?}"));
     (env.topic.clone(), action)
-}
-
-/// Asserts nothing arrives on `sub` for `d`.
-async fn quiet(sub: &Subscriber, d: Duration) {
-    if let Ok(Some(env)) = tokio::time::timeout(d, sub.recv()).await {
-        panic!(
-            "unexpected message {} {} {}",
-            env.kind,
-            env.topic,
-            env.payload()
-        );
-    }
 }
 
 /// The `subscriptions` of a `/health` answer, by name.
@@ -435,7 +356,7 @@ async fn an_unreachable_admin_api_is_reported() {
     for args in [&["list"][..], &["status", "guest"], &["unload", "guest"]] {
         let err = cli(&admin, args).await;
         let stderr = err.failure();
-        assert!(stderr.contains("cannot reach the admin API"), "{err:#?}");
+        assert!(stderr.contains("cannot reach the host's API"), "{err:#?}");
         assert!(stderr.contains(&admin), "names the URL: {err:#?}");
     }
 }
@@ -509,7 +430,7 @@ async fn odd_plugin_names_get_a_meaningful_error() {
         let err = f.cli(&["status", name]).await;
         let stderr = err.failure();
         assert!(
-            !stderr.contains("cannot reach the admin API"),
+            !stderr.contains("cannot reach the host's API"),
             "the API was reached: {err:#?}"
         );
         assert!(

@@ -12,7 +12,7 @@ fn bin() -> Command {
     c.env("EXESDB_STORES__DATA_DIR", data);
     c.env("NO_COLOR", "1")
         .env_remove("RUST_LOG")
-        .env("EXESDB_ADMIN__LISTEN", "127.0.0.1:0");
+        .env("EXESDB_API__LISTEN", "127.0.0.1:0");
     c
 }
 

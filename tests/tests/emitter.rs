@@ -12,6 +12,7 @@ use exesdb_host::bus::{Bus, BusConfig, Channel};
 use exesdb_host::config::{Config, HealthMonitoring};
 use exesdb_host::emitter::{EmittedBatch, Emitters, Start, Stores, SubscriptionSpec, Target};
 use exesdb_host::health::HealthTracker;
+use exesdb_host::messages::tracking::{HealthEventType, SubscriptionHealth, SubscriptionStatus};
 use exesdb_host::metrics::MetricsCollector;
 use exesdb_host::runtime::{Plugins, Runtime};
 use exesdb_host::store::{Durability, ExpectedVersion, NewEvent, RecordedEvent, Selector};
@@ -59,7 +60,7 @@ fn world(
     health: HealthMonitoring,
 ) -> (Bus, Arc<Stores>, Arc<Emitters>, Arc<Plugins>) {
     let bus = Bus::new(BusConfig::default());
-    let stores = Stores::new(dir, Durability::Immediate, bus.clone());
+    let stores = Stores::with_health(dir, Durability::Immediate, bus.clone(), health.clone());
     let tracker = HealthTracker::new("default", health, bus.clone());
     let metrics = MetricsCollector::new("default", bus.clone());
     let plugins = Arc::new(Plugins::with_monitoring(
@@ -276,7 +277,7 @@ async fn a_plugin_manifest_subscribes_it_to_the_store() {
         [
             ("EXESDB_STORES__DATA_DIR", dir.path().to_str().unwrap()),
             ("EXESDB_PLUGINS__BUNDLED", "false"),
-            ("EXESDB_ADMIN__LISTEN", ""),
+            ("EXESDB_API__LISTEN", ""),
         ]
         .map(|(k, v)| (k.to_owned(), v.to_owned())),
     )
@@ -329,4 +330,150 @@ async fn a_plugin_manifest_subscribes_it_to_the_store() {
         ("projector", Some("projection"))
     );
     host.shutdown().await.unwrap();
+}
+
+/// Events `E<from>`.. appended to `store` in one batch.
+async fn append_to(stores: &Stores, store: &str, from: u64, to: u64) {
+    stores
+        .append(
+            store,
+            "s",
+            ExpectedVersion::Any,
+            (from..to).map(event).collect(),
+        )
+        .await
+        .unwrap();
+}
+
+/// `n` echoes' kinds, in order.
+async fn echoed(echoes: &exesdb_host::bus::Subscriber, n: usize) -> Vec<String> {
+    let mut kinds = Vec::new();
+    while kinds.len() < n {
+        let e = next(echoes).await;
+        kinds.push(e.payload()["kind"].as_str().unwrap().to_owned());
+    }
+    kinds
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plugin_subscribed_to_another_store_reports_under_that_stores_tracker_and_metrics() {
+    const AGE: Duration = Duration::from_millis(300);
+    let dir = tempfile::tempdir().unwrap();
+    let health = HealthMonitoring {
+        cooldown_ms: 100,
+        max_cooldown_ms: 400,
+        ..Config::default().health_monitoring
+    };
+    let (bus, stores, emitters, plugins) = world(dir.path(), health);
+    let other_health = watch(&bus, Channel::Health, "store_health:other");
+    let echoes = watch(&bus, Channel::Diagnostics, "echo:flaky-other");
+    // Fails its first 2 deliveries, then recovers.
+    let m = manifest("test-guest", "flaky-other", |t| {
+        let c = t["config"].as_table_mut().unwrap();
+        c.insert("mode".into(), "recover-after".into());
+        c.insert("n".into(), 2.into());
+        t.insert("subscribe".into(), toml::Value::Array(vec![]));
+    });
+    plugins.load(m, &wasm("test-guest")).unwrap();
+    append_to(&stores, "other", 0, 5).await;
+    tokio::time::sleep(AGE).await;
+    let spec = SubscriptionSpec {
+        store: "other".into(),
+        selector: Selector::All,
+        start: Start::Beginning,
+        name: None,
+    };
+    emitters
+        .subscribe(spec, Target::Plugin("flaky-other".into()))
+        .unwrap();
+    assert_eq!(
+        echoed(&echoes, 5).await,
+        (0..5).map(|n| format!("E{n}")).collect::<Vec<_>>()
+    );
+
+    // The failures are `other`'s subscription health.
+    let failed = next_where(&other_health, |e| {
+        e.decode::<SubscriptionHealth>()
+            .is_ok_and(|h| h.event == HealthEventType::DeliveryFailed)
+    })
+    .await;
+    let failed: SubscriptionHealth = failed.decode().unwrap();
+    assert_eq!(
+        (failed.store.as_str(), failed.subscription.as_str()),
+        ("other", "flaky-other")
+    );
+    let monitor = stores.monitor("other").unwrap();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let t = monitor.health.subscription("flaky-other");
+        if t.as_ref().is_some_and(|t| t.event_count == 5) {
+            let t = t.unwrap();
+            assert_eq!(t.error_count, 2, "{t:?}");
+            assert_eq!(t.status, SubscriptionStatus::Healthy, "{t:?}");
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{t:?}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+
+    // And its metrics are `other`'s: latency from append, call time, and
+    // one active subscription.
+    let f = monitor.metrics.publish();
+    assert_eq!(f.active_subscriptions, 1, "{f:?}");
+    let s = f
+        .subscriptions
+        .iter()
+        .find(|s| s.name == "flaky-other")
+        .unwrap();
+    assert_eq!(
+        (s.bus, s.store_subscriptions, s.delivered),
+        (false, 1, 5),
+        "{s:?}"
+    );
+    assert_eq!(s.latency.count, 5, "{s:?}");
+    assert!(s.latency.min_us >= AGE.as_micros() as u64, "{s:?}");
+    assert!(
+        s.call_time.count >= 3,
+        "two failed calls and a good one: {s:?}"
+    );
+    emitters.shutdown().await;
+    // A stopped worker's subscription is gone from its store's figures.
+    assert_eq!(monitor.metrics.sample().active_subscriptions, 0);
+    assert_eq!(monitor.health.subscription("flaky-other"), None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plugins_latency_on_its_own_store_is_append_to_handled() {
+    const AGE: Duration = Duration::from_millis(300);
+    let dir = tempfile::tempdir().unwrap();
+    let (bus, stores, emitters, plugins) = world(dir.path(), Config::default().health_monitoring);
+    let echoes = watch(&bus, Channel::Diagnostics, "echo:aged");
+    let m = manifest("test-guest", "aged", |t| {
+        t["config"]
+            .as_table_mut()
+            .unwrap()
+            .insert("mode".into(), "echo".into());
+        t.insert("subscribe".into(), toml::Value::Array(vec![]));
+    });
+    plugins.load(m, &wasm("test-guest")).unwrap();
+    append(&stores, "s", 0, 3).await;
+    tokio::time::sleep(AGE).await;
+    emitters
+        .subscribe(
+            spec(Selector::All, Start::Beginning, None),
+            Target::Plugin("aged".into()),
+        )
+        .unwrap();
+    assert_eq!(echoed(&echoes, 3).await, ["E0", "E1", "E2"]);
+    wait_delivered(&plugins, "aged", 3).await;
+    // The default store's collector is the plugins' own.
+    let f = plugins.metrics().publish();
+    let s = f.subscriptions.iter().find(|s| s.name == "aged").unwrap();
+    assert_eq!(s.latency.count, 3, "{s:?}");
+    assert!(s.latency.min_us >= AGE.as_micros() as u64, "{s:?}");
+    // The plugin listens on no bus pattern: its one subscription is the
+    // store subscription.
+    assert_eq!((s.bus, s.store_subscriptions), (false, 1), "{s:?}");
+    assert_eq!(f.active_subscriptions, 1, "{f:?}");
+    emitters.shutdown().await;
 }

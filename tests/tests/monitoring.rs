@@ -12,15 +12,20 @@ use std::time::{Duration, Instant};
 use common::*;
 use exesdb_host::bus::{Bus, BusConfig, Channel, OverflowPolicy, Subscriber, SubscriberOptions};
 use exesdb_host::config::Config;
+use exesdb_host::emitter::{EmittedBatch, Start, Stores, SubscriptionSpec};
 use exesdb_host::health::{Gate, HealthInput, HealthTracker};
 use exesdb_host::host::Host;
+use exesdb_host::messages::diagnostics::{AnalysisType, PerformanceAnalysis};
 use exesdb_host::messages::health::{ComponentHealth, NodeHealth};
 use exesdb_host::messages::metrics::{
-    LatencyMetric, Percentile, PerformanceMetric, ThroughputMetric,
+    LatencyMetric, Percentile, PerformanceMetric, ResourceUsage, ThroughputMetric,
 };
-use exesdb_host::messages::tracking::{HealthSummary, MetricsSummary};
+use exesdb_host::messages::tracking::{
+    HealthEventType, HealthSummary, MetricsSummary, SubscriptionHealth, SubscriptionStatus,
+};
 use exesdb_host::messages::Envelope;
-use exesdb_host::metrics::{MetricsCollector, SubscriptionFigures};
+use exesdb_host::metrics::{MetricsCollector, SubscriptionFigures, SUBSCRIPTIONS};
+use exesdb_host::store::{Durability, ExpectedVersion, NewEvent, Selector};
 use serde_json::json;
 
 /// Everything already queued in `sub`'s inbox (the collector publishes
@@ -83,7 +88,7 @@ fn host_config(vars: &[(&str, &str)]) -> Config {
     Config::load_with_env(
         None,
         vars.iter()
-            .chain(&[("EXESDB_ADMIN__LISTEN", "127.0.0.1:0")])
+            .chain(&[("EXESDB_API__LISTEN", "127.0.0.1:0")])
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
             .collect::<Vec<_>>(),
     )
@@ -105,55 +110,85 @@ fn within_bound(reported_ms: f64, truth_ms: f64, what: &str) {
     );
 }
 
+/// `n` events of one append.
+fn batch(from: u64, n: u64) -> Vec<NewEvent> {
+    (from..from + n)
+        .map(|i| NewEvent::json("custom.event", json!({ "n": i })))
+        .collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_count_a_known_workload_exactly() {
-    const N: usize = 10_000;
+    const N: u64 = 10_000;
+    const PER_APPEND: u64 = 100;
+    let dir = tempfile::tempdir().unwrap();
     let bus = Bus::new(BusConfig::default());
-    let collector = MetricsCollector::new("s1", bus.clone());
+    let stores = Stores::new(dir.path(), Durability::Relaxed, bus.clone());
+    let collector = stores.monitor("s1").unwrap().metrics;
     assert_eq!(collector.store(), "s1");
     let throughput = watch(&bus, Channel::Metrics, "store_metrics:s1");
     let summaries = watch(&bus, Channel::Metrics, "metrics_summary:s1");
-    let sink = drainer(lossless(&bus, "sink", "s1:stream"), N);
+    let sink = drainer(lossless(&bus, "sink", "s1:stream"), N as usize);
 
-    for n in 0..N as u64 {
-        let d = bus.broadcast(event(&bus, "s1:stream", n)).await.unwrap();
-        assert_eq!(d.delivered, 1);
+    for i in 0..N / PER_APPEND {
+        stores
+            .append(
+                "s1",
+                "stream",
+                ExpectedVersion::Any,
+                batch(i * PER_APPEND, PER_APPEND),
+            )
+            .await
+            .unwrap();
     }
+    // Not s1's events: another store's, and messages published on `events`
+    // without being stored.
+    stores
+        .append("s2", "stream", ExpectedVersion::Any, batch(0, 7))
+        .await
+        .unwrap();
+    bus.broadcast(event(&bus, "s1:elsewhere", 0)).await.unwrap();
     let (sink, drained) = sink.await.unwrap();
-    assert_eq!(drained, N);
+    assert_eq!(drained, N as usize);
     assert_eq!(sink.dropped(), 0);
-    assert_eq!(bus.published(Channel::Events), N as u64);
 
-    // Three live subscribers: the sink and the two watchers.
-    let live = 3;
-    assert_eq!(bus.subscriber_count(), live);
+    // Live subscribers on the bus (the sink and the two watchers) are the
+    // host's, not subscriptions users made on the store.
+    assert_eq!(bus.subscriber_count(), 3);
 
     let f = collector.publish();
-    assert_eq!(f.total_events, N as u64, "{f:?}");
-    assert_eq!(f.delta, N as u64, "{f:?}");
-    assert_eq!(f.active_subscriptions, live as u64, "{f:?}");
+    assert_eq!(f.store, "s1");
+    assert_eq!(f.total_events, N, "{f:?}");
+    assert_eq!(f.delta, N, "{f:?}");
+    assert_eq!(f.active_subscriptions, 0, "{f:?}");
     assert_eq!((f.queue_depth, f.dropped), (0, 0), "{f:?}");
     assert!(f.events_per_second > 0.0, "{f:?}");
     assert!(f.subscriptions.is_empty(), "{f:?}");
+    assert_eq!(
+        stores.monitor("s2").unwrap().metrics.sample().total_events,
+        7
+    );
 
     let envs = drain(&throughput);
     let tp: Vec<ThroughputMetric> = of_kind(&envs);
     assert_eq!(tp.len(), 1, "{envs:?}");
     assert_eq!(tp[0].operation, "events");
-    assert_eq!(tp[0].count, N as u64);
+    assert_eq!(tp[0].count, N);
     assert_eq!(tp[0].duration_ms, f.elapsed.as_millis() as u64);
     // The throughput covers the interval: count over its duration.
     assert_eq!(tp[0].rate_per_sec, f.delta as f64 / f.elapsed.as_secs_f64());
     assert!(of_kind::<LatencyMetric>(&envs).is_empty(), "{envs:?}");
-    // The bus-level performance figures.
+    // The store-wide performance figures.
     let perf: Vec<PerformanceMetric> = of_kind(&envs);
     let value = |name: &str| {
-        perf.iter()
-            .find(|p| p.metric_name == name && p.component == "bus")
-            .unwrap_or_else(|| panic!("no {name} in {perf:?}"))
-            .value
+        let p = perf
+            .iter()
+            .find(|p| p.metric_name == name && p.component == SUBSCRIPTIONS)
+            .unwrap_or_else(|| panic!("no {name} in {perf:?}"));
+        assert_eq!(p.tags["store"], "s1", "{p:?}");
+        p.value
     };
-    assert_eq!(value("active_subscriptions"), live as f64);
+    assert_eq!(value("active_subscriptions"), 0.0);
     assert_eq!(value("queue_depth"), 0.0);
     assert_eq!(value("dropped"), 0.0);
 
@@ -161,21 +196,21 @@ async fn metrics_count_a_known_workload_exactly() {
     assert_eq!(sums.len(), 1, "{sums:?}");
     let s = &sums[0];
     assert_eq!(s.store, "s1");
-    assert_eq!(s.total_events, N as u64);
-    assert_eq!(s.active_subscriptions, live as u64);
+    assert_eq!(s.total_events, N);
+    assert_eq!(s.active_subscriptions, 0);
     assert_eq!(s.events_per_second, f.events_per_second);
 
     // No traffic since: nothing new, total unchanged (the collector's own
     // metrics messages are on `metrics`, not `events`).
     let again = collector.publish();
     assert_eq!(again.delta, 0, "{again:?}");
-    assert_eq!(again.total_events, N as u64, "{again:?}");
+    assert_eq!(again.total_events, N, "{again:?}");
     let tp: Vec<ThroughputMetric> = of_kind(&drain(&throughput));
     assert_eq!(tp.len(), 1);
     assert_eq!(tp[0].count, 0);
     let sums: Vec<MetricsSummary> = of_kind(&drain(&summaries));
     assert_eq!(sums.len(), 1);
-    assert_eq!(sums[0].total_events, N as u64);
+    assert_eq!(sums[0].total_events, N);
     drop(sink);
 }
 
@@ -183,29 +218,26 @@ async fn metrics_count_a_known_workload_exactly() {
 async fn events_per_second_matches_a_paced_workload() {
     const BATCHES: u64 = 20;
     const PER_BATCH: u64 = 100;
+    let dir = tempfile::tempdir().unwrap();
     let bus = Bus::new(BusConfig::default());
-    let sink = drainer(
-        lossless(&bus, "sink", "s1:stream"),
-        (BATCHES * PER_BATCH) as usize,
-    );
-    // The collector's window starts at its creation.
+    let stores = Stores::new(dir.path(), Durability::Relaxed, bus.clone());
+    // The collector's window starts when the store is opened.
     let start = Instant::now();
-    let collector = MetricsCollector::new("s1", bus.clone());
+    let collector = stores.monitor("s1").unwrap().metrics;
 
     // 2,000 events spread evenly over ~1 s: 100 every 50 ms.
     let mut tick = tokio::time::interval(Duration::from_millis(50));
     let mut n = 0;
     for _ in 0..BATCHES {
         tick.tick().await;
-        for _ in 0..PER_BATCH {
-            bus.broadcast(event(&bus, "s1:stream", n)).await.unwrap();
-            n += 1;
-        }
+        stores
+            .append("s1", "stream", ExpectedVersion::Any, batch(n, PER_BATCH))
+            .await
+            .unwrap();
+        n += PER_BATCH;
     }
     let f = collector.publish();
     let elapsed = start.elapsed();
-    let (_sink, drained) = sink.await.unwrap();
-    assert_eq!(drained as u64, n);
 
     assert_eq!((f.total_events, f.delta), (n, n), "{f:?}");
     assert!(
@@ -403,14 +435,15 @@ async fn the_host_reports_health_and_metrics_every_interval() {
             "{c:?}"
         );
         if c.component == "store" {
-            assert_eq!(c.details["store"], "default", "{c:?}");
+            let default = &c.details["stores"]["default"];
+            assert_eq!(default["subscriptions"], 0, "{c:?}");
         }
         seen.insert(c.component);
     }
 
     let m: MetricsSummary = next(&metrics).await.decode().unwrap();
     assert_eq!(m.store, "default");
-    assert!(m.active_subscriptions >= 4, "the watchers at least: {m:?}");
+    assert_eq!(m.active_subscriptions, 0, "watchers are not counted: {m:?}");
 
     host.shutdown().await.unwrap();
 }
@@ -523,5 +556,170 @@ async fn disabled_metrics_count_nothing_and_publish_nothing() {
     // Health reports still run on their own interval.
     let s: HealthSummary = next(&health).await.decode().unwrap();
     assert_eq!(s.store, "default");
+    host.shutdown().await.unwrap();
+}
+
+/// Receives the next batch of a native store subscription.
+async fn batch_of(rx: &mut tokio::sync::mpsc::Receiver<EmittedBatch>) -> EmittedBatch {
+    tokio::time::timeout(WAIT, rx.recv())
+        .await
+        .expect("a batch in time")
+        .expect("worker alive")
+}
+
+/// The next `K` on `sub` satisfying `pred`.
+async fn next_of<K: exesdb_host::messages::MessageKind>(
+    sub: &Subscriber,
+    pred: impl Fn(&K) -> bool,
+) -> K {
+    let env = next_where(sub, |e| e.decode::<K>().is_ok_and(|k| pred(&k))).await;
+    env.decode().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_store_has_its_own_health_tracker_and_metrics_collector() {
+    const AGE: Duration = Duration::from_millis(300);
+    let dir = tempfile::tempdir().unwrap();
+    let config = host_config(&[
+        ("EXESDB_STORES__DATA_DIR", dir.path().to_str().unwrap()),
+        ("EXESDB_STORES__DURABILITY", "relaxed"),
+        ("EXESDB_PLUGINS__BUNDLED", "false"),
+        ("EXESDB_METRICS__INTERVAL_MS", "100"),
+        ("EXESDB_HEALTH_MONITORING__CHECK_INTERVAL", "100"),
+    ]);
+    let host = Host::start(config).await.unwrap();
+    let bus = host.bus().clone();
+    let other_health = watch(&bus, Channel::Health, "store_health:other");
+    let default_health = watch(&bus, Channel::Health, "store_health:default");
+    let other_sums = watch(&bus, Channel::Metrics, "metrics_summary:other");
+    let default_sums = watch(&bus, Channel::Metrics, "metrics_summary:default");
+    let other_metrics = watch(&bus, Channel::Metrics, "store_metrics:other");
+    let stores = host.stores();
+    stores
+        .append("other", "orders-1", ExpectedVersion::Any, batch(0, 3))
+        .await
+        .unwrap();
+    stores
+        .append("default", "orders-1", ExpectedVersion::Any, batch(0, 5))
+        .await
+        .unwrap();
+    // The events' age when handled counts: latency is append → handled.
+    tokio::time::sleep(AGE).await;
+
+    // A native handler on `other`: its first batch fails at its first event.
+    let spec = SubscriptionSpec {
+        store: "other".into(),
+        selector: Selector::All,
+        start: Start::Beginning,
+        name: None,
+    };
+    let (_id, mut rx) = host
+        .emitters()
+        .subscribe_native(spec, "projector", 4)
+        .unwrap();
+    batch_of(&mut rx).await.ack.send(Err(0)).unwrap();
+    let mut got = 0;
+    while got < 3 {
+        let b = batch_of(&mut rx).await;
+        got += b.events.len();
+        b.ack.send(Ok(())).unwrap();
+    }
+    assert_eq!(got, 3);
+
+    // Its health is reported under `other`, by `other`'s tracker.
+    let failed: SubscriptionHealth = next_of(&other_health, |h: &SubscriptionHealth| {
+        h.event == HealthEventType::DeliveryFailed
+    })
+    .await;
+    assert_eq!(
+        (failed.store.as_str(), failed.subscription.as_str()),
+        ("other", "projector")
+    );
+    let tracker = stores.monitor("other").unwrap().health;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while tracker.subscription("projector").map(|t| t.event_count) != Some(3) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{:?}",
+            tracker.list()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let t = tracker.subscription("projector").unwrap();
+    assert_eq!((t.error_count, t.status), (1, SubscriptionStatus::Healthy));
+    assert_eq!(host.plugins().health().subscription("projector"), None);
+    quiet(&default_health, Duration::from_millis(300)).await;
+
+    // Each store counts its own events; the native store subscription is
+    // `other`'s one active subscription, the watchers none of them.
+    // (Summaries from before the subscription was made are still queued.)
+    let other: MetricsSummary = next_of(&other_sums, |m: &MetricsSummary| {
+        assert!(m.total_events <= 3, "{m:?}");
+        m.total_events == 3 && m.active_subscriptions == 1
+    })
+    .await;
+    assert_eq!(other.store, "other");
+    let default: MetricsSummary = next_of(&default_sums, |m: &MetricsSummary| {
+        assert!(m.total_events <= 5, "other's events counted: {m:?}");
+        m.total_events == 5
+    })
+    .await;
+    assert_eq!(default.active_subscriptions, 0, "{default:?}");
+
+    // The native handler's latency: append → acknowledged, on `other`'s topic.
+    let p50: LatencyMetric = next_of(&other_metrics, |l: &LatencyMetric| {
+        l.operation == "delivery:projector" && l.percentile == Percentile::P50
+    })
+    .await;
+    assert_eq!(p50.sample_count, 3, "{p50:?}");
+    assert!(p50.latency_ms >= AGE.as_secs_f64() * 1000.0, "{p50:?}");
+    host.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_host_analyses_performance_and_reports_its_resources_every_interval() {
+    const N: u64 = 200;
+    let dir = tempfile::tempdir().unwrap();
+    let config = host_config(&[
+        ("EXESDB_STORES__DATA_DIR", dir.path().to_str().unwrap()),
+        ("EXESDB_PLUGINS__BUNDLED", "false"),
+        ("EXESDB_METRICS__INTERVAL_MS", "100"),
+    ]);
+    let host = Host::start(config).await.unwrap();
+    let bus = host.bus().clone();
+    let analyses = watch(&bus, Channel::Diagnostics, "performance_analysis:>");
+    let resources = watch(&bus, Channel::Metrics, "resource_usage:>");
+    host.plugins()
+        .load(
+            manifest("test-guest", "busy", |t| {
+                t["config"]["mode"] = "noop".into()
+            }),
+            &wasm("test-guest"),
+        )
+        .unwrap();
+    for n in 0..N {
+        bus.broadcast(event(&bus, "orders:o", n)).await.unwrap();
+    }
+    wait_status(host.plugins(), "busy", |s| s.delivered >= N).await;
+
+    // The interval in which it ran names it among the slowest handlers.
+    let a: PerformanceAnalysis = next_of(&analyses, |a: &PerformanceAnalysis| {
+        a.findings.iter().any(|f| f.contains("`busy`"))
+    })
+    .await;
+    assert_eq!(a.component, "subscriptions");
+    assert_eq!(a.analysis_type, AnalysisType::Bottleneck);
+    let finding = a.findings.iter().find(|f| f.contains("`busy`")).unwrap();
+    assert!(
+        finding.starts_with("slow handler") && finding.contains("(store default)"),
+        "{finding}"
+    );
+
+    // And the host process's resources, with a CPU figure of its own.
+    let r: ResourceUsage = next(&resources).await.decode().unwrap();
+    assert_eq!(r.component, "exesdb_host");
+    assert!(r.cpu_percent >= 0.0 && r.cpu_percent.is_finite(), "{r:?}");
+    assert!(r.memory_bytes > 0 && r.open_handles > 0, "{r:?}");
+    assert!(r.disk_bytes > 0, "the default store's file: {r:?}");
     host.shutdown().await.unwrap();
 }

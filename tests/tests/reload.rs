@@ -233,7 +233,7 @@ async fn host_watching(dir: &Path, cache: &Path) -> exesdb_host::host::Host {
             ("EXESDB_PLUGINS__DIR", dir.to_str().unwrap()),
             ("EXESDB_PLUGINS__BUNDLED", "false"),
             ("EXESDB_PLUGINS__WATCH_DEBOUNCE_MS", "100"),
-            ("EXESDB_ADMIN__LISTEN", ""),
+            ("EXESDB_API__LISTEN", ""),
             ("EXESDB_RUNTIME__CACHE_DIR", cache.to_str().unwrap()),
             ("EXESDB_BUS__INBOX_CAPACITY", "100000"),
         ]

@@ -78,8 +78,9 @@ pub struct BusConfig {
     pub backpressure_timeout: Duration,
     /// Largest accepted JSON payload, in bytes.
     pub max_payload_bytes: usize,
-    /// Count messages published per channel (one relaxed atomic add per
-    /// publish), for the metrics collector.
+    /// Count messages published and inbox deliveries per channel (relaxed
+    /// atomic adds on one cache line per channel, per publish), for the
+    /// metrics collector and `GET /metrics`.
     pub count_published: bool,
 }
 
@@ -176,15 +177,21 @@ pub(crate) struct BusInner {
     config: BusConfig,
     registry: RwLock<Registry>,
     next_id: AtomicU64,
-    /// Per-channel publish counters, each on its own cache line.
-    published: Box<[PaddedCounter; 10]>,
+    /// Per-channel publish and delivery counters, each channel's on its
+    /// own cache line.
+    counters: Box<[ChannelCounters; 10]>,
 }
 
-/// A counter alone on a cache line, so that counting never contends with
-/// the registry lock or the other channels' counters.
+/// One channel's counters, alone on a cache line, so that counting never
+/// contends with the registry lock or the other channels' counters.
 #[derive(Debug, Default)]
 #[repr(align(128))]
-struct PaddedCounter(AtomicU64);
+struct ChannelCounters {
+    /// Messages accepted for publication.
+    published: AtomicU64,
+    /// Messages put into inboxes (one per receiving subscriber).
+    delivered: AtomicU64,
+}
 
 /// The PubSub bus. Cheap to clone; all clones are the same bus.
 #[derive(Debug, Clone)]
@@ -200,7 +207,7 @@ impl Bus {
                 config,
                 registry: RwLock::new(Registry::default()),
                 next_id: AtomicU64::new(1),
-                published: Default::default(),
+                counters: Default::default(),
             }),
         }
     }
@@ -378,7 +385,10 @@ impl Bus {
                 .push_waiting(Arc::clone(&env), timeout, coarse_now_ms())
                 .await
             {
-                Pushed::Queued | Pushed::QueuedDroppingOldest => delivery.delivered += 1,
+                Pushed::Queued | Pushed::QueuedDroppingOldest => {
+                    delivery.delivered += 1;
+                    self.count_delivered(env.channel, 1);
+                }
                 Pushed::Closed => {}
                 Pushed::Full => {
                     first_error.get_or_insert(BusError::Backpressure {
@@ -401,13 +411,14 @@ impl Bus {
     ) -> Result<Routed, BusError> {
         validate_topic(&env.topic)?;
         messages::validate(&env, self.inner.config.max_payload_bytes)?;
+        let channel = env.channel;
         if self.inner.config.count_published {
-            self.inner.published[env.channel.index()]
-                .0
+            self.inner.counters[channel.index()]
+                .published
                 .fetch_add(1, Ordering::Relaxed);
         }
         let reg = self.inner.registry.read();
-        let ch = env.channel.index();
+        let ch = channel.index();
         let exact = reg.exact[ch]
             .get(env.topic.as_str())
             .map_or(&[][..], Vec::as_slice);
@@ -437,7 +448,19 @@ impl Bus {
                 routed.push(t, i == last, skip, now);
             }
         }
+        drop(reg);
+        self.count_delivered(channel, routed.delivery.delivered);
         Ok(routed)
+    }
+
+    /// Counts `n` inbox deliveries on `channel` (when counting is on).
+    #[inline]
+    fn count_delivered(&self, channel: Channel, n: usize) {
+        if n > 0 && self.inner.config.count_published {
+            self.inner.counters[channel.index()]
+                .delivered
+                .fetch_add(n as u64, Ordering::Relaxed);
+        }
     }
 
     /// Statistics of every live subscriber, by id.
@@ -465,8 +488,19 @@ impl Bus {
     /// Messages accepted for publication on `channel` since the bus started
     /// (0 when `count_published` is off).
     pub fn published(&self, channel: Channel) -> u64 {
-        self.inner.published[channel.index()]
-            .0
+        self.inner.counters[channel.index()]
+            .published
+            .load(Ordering::Relaxed)
+    }
+
+    /// Messages put into subscribers' inboxes from `channel` since the bus
+    /// started, one per receiving subscriber, evicted ones included (0 when
+    /// `count_published` is off). Unlike the per-subscriber
+    /// [`stats`](Self::stats) it keeps counting deliveries to subscribers
+    /// that have gone.
+    pub fn delivered(&self, channel: Channel) -> u64 {
+        self.inner.counters[channel.index()]
+            .delivered
             .load(Ordering::Relaxed)
     }
 
@@ -622,4 +656,79 @@ pub(crate) fn now_ms() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(channel: Channel, topic: &str) -> Envelope {
+        Envelope::new(channel, topic, "custom.t", serde_json::json!({}), "n")
+    }
+
+    #[tokio::test]
+    async fn counts_publishes_and_deliveries_per_channel() {
+        let bus = Bus::new(BusConfig::default());
+        let small = bus
+            .subscriber_with(
+                "small",
+                SubscriberOptions {
+                    capacity: Some(1),
+                    policy: Some(OverflowPolicy::DropOldest),
+                },
+            )
+            .unwrap();
+        small.subscribe(Channel::Alerts, "a:>").unwrap();
+        // Two matching subscriptions of one subscriber: one delivery.
+        let both = bus.subscriber("both").unwrap();
+        both.subscribe(Channel::Alerts, "a:*").unwrap();
+        both.subscribe(Channel::Alerts, "a:x").unwrap();
+        let lossless = bus
+            .subscriber_with(
+                "lossless",
+                SubscriberOptions {
+                    capacity: Some(1),
+                    policy: Some(OverflowPolicy::Backpressure),
+                },
+            )
+            .unwrap();
+        lossless.subscribe(Channel::Audit, "b").unwrap();
+
+        for _ in 0..3 {
+            bus.broadcast(env(Channel::Alerts, "a:x")).await.unwrap();
+        }
+        bus.broadcast(env(Channel::Alerts, "nobody")).await.unwrap();
+        assert_eq!(bus.published(Channel::Alerts), 4);
+        // Evicted messages were delivered first.
+        assert_eq!(bus.delivered(Channel::Alerts), 6);
+        assert_eq!(bus.stats_of(small.id()).unwrap().dropped, 2);
+
+        // A delivery that waited for room is counted once it lands.
+        bus.broadcast(env(Channel::Audit, "b")).await.unwrap();
+        let waiting = {
+            let bus = bus.clone();
+            tokio::spawn(async move { bus.broadcast(env(Channel::Audit, "b")).await })
+        };
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert_eq!(bus.delivered(Channel::Audit), 1);
+        lossless.recv().await.unwrap();
+        waiting.await.unwrap().unwrap();
+        assert_eq!(
+            (bus.published(Channel::Audit), bus.delivered(Channel::Audit)),
+            (2, 2)
+        );
+        // Other channels saw nothing; nothing is counted when counting is off.
+        assert_eq!(bus.delivered(Channel::Events), 0);
+        let off = Bus::new(BusConfig {
+            count_published: false,
+            ..BusConfig::default()
+        });
+        let sub = off.subscriber("s").unwrap();
+        sub.subscribe(Channel::Alerts, ">").unwrap();
+        off.broadcast(env(Channel::Alerts, "a")).await.unwrap();
+        assert_eq!(
+            (off.published(Channel::Alerts), off.delivered(Channel::Alerts)),
+            (0, 0)
+        );
+    }
 }

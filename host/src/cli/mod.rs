@@ -9,6 +9,7 @@ mod scaffold;
 use crate::config::Config;
 use crate::host::Host;
 
+mod remote;
 mod store;
 
 /// ExESDB's PubSub architecture as a WebAssembly plugin host.
@@ -38,26 +39,68 @@ pub enum Command {
         #[arg(long)]
         default: bool,
     },
-    /// Manage the plugins of a running host (through its admin API).
+    /// Manage the plugins of a running host (through its API).
     Plugin {
-        /// The host's admin API.
-        #[arg(
-            long,
-            global = true,
-            default_value = "http://127.0.0.1:7077",
-            env = "EXESDB_ADMIN_URL"
-        )]
-        admin: String,
+        /// The running host.
+        #[command(flatten)]
+        host: Connection,
         /// What to do.
         #[command(subcommand)]
         action: PluginAction,
     },
-    /// Append, read and list events and manage subscription checkpoints,
-    /// directly on a store's data directory.
+    /// Publish one message on a channel of the running host.
+    Publish {
+        /// The channel (`events`, `system`, …, `logging`).
+        channel: String,
+        /// The topic (`:`-separated).
+        topic: String,
+        /// The kind: a spec kind of that channel, or `custom.<name>`.
+        #[arg(long)]
+        kind: String,
+        /// The payload as JSON.
+        #[arg(long, default_value = "{}")]
+        data: String,
+        /// The running host.
+        #[command(flatten)]
+        host: Connection,
+    },
+    /// Print a channel's live messages (until Ctrl-C).
+    Tail {
+        /// The channel.
+        channel: String,
+        /// Topic patterns (`*` one segment, trailing `>` the rest); default `>`.
+        patterns: Vec<String>,
+        /// Output: the console's line formats, or one JSON envelope per line.
+        #[arg(long, value_enum, default_value = "pretty")]
+        format: remote::TailFormat,
+        /// The running host.
+        #[command(flatten)]
+        host: Connection,
+    },
+    /// Acknowledge alerts on the running host.
+    Alert {
+        /// What to do.
+        #[command(subcommand)]
+        action: AlertAction,
+        /// The running host.
+        #[command(flatten)]
+        host: Connection,
+    },
+    /// Make API tokens.
+    Token {
+        /// What to do.
+        #[command(subcommand)]
+        action: TokenAction,
+    },
+    /// Append, read and list events and manage subscription checkpoints.
     ///
-    /// Use these when the host is not running: a running host holds the
-    /// store's lock, and the command then fails with a "locked" error naming
-    /// the store (stop the host and retry).
+    /// The store is the file `<DATA_DIR>/<ID>.redb`. When no process holds
+    /// it, the command works on the file directly. When a running host
+    /// holds it (the file is locked), `append`, `read`, `read-all` and
+    /// `streams` go through that host's API instead, at `--admin` /
+    /// `EXESDB_ADMIN_URL` (default http://127.0.0.1:7077, with `--token` /
+    /// `EXESDB_TOKEN` for a host with tokens), and print the same output;
+    /// `subscriptions …` works on the file only: stop the host first.
     Store {
         /// The directory holding the stores (`<ID>.redb` files).
         #[arg(
@@ -74,6 +117,69 @@ pub enum Command {
         /// What to do.
         #[command(subcommand)]
         action: store::StoreAction,
+        /// The running host that holds the store, if one does.
+        #[command(flatten)]
+        host: Connection,
+    },
+    /// List the running host's emitter workers: store, selector,
+    /// subscriber, position (the next global position to deliver), lag
+    /// (how many positions the store's head is ahead) and whether paused.
+    Emitters {
+        /// The running host.
+        #[command(flatten)]
+        host: Connection,
+    },
+}
+
+/// How a command reaches a running host.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Connection {
+    /// The host's API.
+    #[arg(
+        long,
+        global = true,
+        default_value = "http://127.0.0.1:7077",
+        env = "EXESDB_ADMIN_URL"
+    )]
+    pub admin: String,
+    /// A bearer token (see `exesdb-host token new`).
+    #[arg(long, global = true, env = "EXESDB_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+}
+
+impl Connection {
+    fn remote(&self) -> remote::Remote {
+        remote::Remote::new(&self.admin, self.token.clone())
+    }
+}
+
+/// `exesdb-host alert …`
+#[derive(Debug, Subcommand)]
+pub enum AlertAction {
+    /// Acknowledge an alert: publishes an `AlertAck` (stops its escalation).
+    Ack {
+        /// The alert's id.
+        id: String,
+        /// Who acknowledges.
+        #[arg(long, default_value = "operator")]
+        by: String,
+        /// A note.
+        #[arg(long)]
+        note: Option<String>,
+    },
+}
+
+/// `exesdb-host token …`
+#[derive(Debug, Subcommand)]
+pub enum TokenAction {
+    /// Make a random token; prints it and the `[[api.tokens]]` entry that
+    /// accepts it (the file holds only its SHA-256).
+    New {
+        /// Whose token it is.
+        name: String,
+        /// Its scopes: read, publish:<channel>, publish:*, append:<store>, append:*, admin.
+        #[arg(long = "scope", required = true)]
+        scopes: Vec<String>,
     },
 }
 
@@ -197,12 +303,47 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             print!("{}", scaffold::inspect(&file)?);
             Ok(())
         }
-        Command::Plugin { admin, action } => plugin_command(&admin, action),
+        Command::Plugin { host, action } => plugin_command(&host.remote(), action),
+        Command::Publish {
+            channel,
+            topic,
+            kind,
+            data,
+            host,
+        } => remote::publish(&host.remote(), &channel, &topic, &kind, &data),
+        Command::Tail {
+            channel,
+            patterns,
+            format,
+            host,
+        } => remote::tail(&host.remote(), &channel, &patterns, format),
+        Command::Alert {
+            action: AlertAction::Ack { id, by, note },
+            host,
+        } => remote::ack(&host.remote(), &id, &by, note.as_deref()),
+        Command::Token {
+            action: TokenAction::New { name, scopes },
+        } => {
+            for s in &scopes {
+                crate::api::Scope::parse(s).map_err(|e| anyhow::anyhow!("--scope: {e}"))?;
+            }
+            let (token, digest) = crate::api::auth::new_token();
+            println!("token: {token}");
+            println!();
+            println!("# add to the host's config file:");
+            println!("[[api.tokens]]");
+            println!("name = {:?}", name);
+            println!("sha256 = {digest:?}");
+            println!("scopes = {:?}", scopes);
+            Ok(())
+        }
         Command::Store {
             data_dir,
             store,
             action,
-        } => store::run(&data_dir, &store, action),
+            host,
+        } => store::run(&data_dir, &store, &host.remote(), action),
+        Command::Emitters { host } => remote::emitters(&host.remote()),
         Command::Run { config } => {
             let config = Config::load(config.as_deref())?;
             crate::logging::init(&config.console, &config.node.name);
@@ -220,9 +361,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-/// Runs `exesdb-host plugin …` against a host's admin API.
-fn plugin_command(admin: &str, action: PluginAction) -> anyhow::Result<()> {
-    let base = admin.trim_end_matches('/');
+/// Runs `exesdb-host plugin …` against a host's API.
+fn plugin_command(remote: &remote::Remote, action: PluginAction) -> anyhow::Result<()> {
     if let PluginAction::Status { name }
     | PluginAction::Reload { name, .. }
     | PluginAction::Unload { name } = &action
@@ -236,50 +376,26 @@ fn plugin_command(admin: &str, action: PluginAction) -> anyhow::Result<()> {
         }
     }
     let absolute = |p: PathBuf| std::path::absolute(&p).unwrap_or(p);
-    let (method, url, body) = match action {
-        PluginAction::List => ("GET", format!("{base}/plugins"), None),
-        PluginAction::Status { name } => ("GET", format!("{base}/plugins/{name}"), None),
+    let (method, path, body) = match action {
+        PluginAction::List => ("GET", "/v1/plugins".to_owned(), None),
+        PluginAction::Status { name } => ("GET", format!("/v1/plugins/{name}"), None),
         PluginAction::Load { manifest } => (
             "POST",
-            format!("{base}/plugins"),
+            "/v1/plugins".to_owned(),
             Some(serde_json::json!({ "manifest": absolute(manifest) })),
         ),
         PluginAction::Reload { name, manifest } => (
             "POST",
-            format!("{base}/plugins/{name}/reload"),
+            format!("/v1/plugins/{name}/reload"),
             Some(serde_json::json!({ "manifest": manifest.map(absolute) })),
         ),
-        PluginAction::Unload { name } => ("DELETE", format!("{base}/plugins/{name}"), None),
+        PluginAction::Unload { name } => ("DELETE", format!("/v1/plugins/{name}"), None),
         PluginAction::New { .. } | PluginAction::Build { .. } | PluginAction::Inspect { .. } => {
             unreachable!("handled locally")
         }
     };
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .build()
-        .into();
-    let response = match (method, body) {
-        ("GET", _) => agent.get(&url).call(),
-        ("DELETE", _) => agent.delete(&url).call(),
-        (_, Some(body)) => agent.post(&url).send_json(body),
-        (_, None) => agent.post(&url).send_empty(),
-    }
-    .map_err(|e| {
-        anyhow::anyhow!(
-            "cannot reach the admin API at {base}: {e} (is the host running? see [admin] listen)"
-        )
-    })?;
-    let status = response.status();
-    let text = response.into_body().read_to_string().unwrap_or_default();
-    if !status.is_success() {
-        let message = serde_json::from_str::<serde_json::Value>(&text)
-            .ok()
-            .and_then(|v| v["error"].as_str().map(str::to_owned))
-            .filter(|m| !m.is_empty())
-            .unwrap_or_else(|| format!("the admin API answered HTTP {status} {text}"));
-        anyhow::bail!("{message}");
-    }
-    if url.ends_with("/plugins") && method == "GET" {
+    let text = remote.call(method, &path, body.as_ref())?;
+    if path == "/v1/plugins" && method == "GET" {
         print_table(&text);
     } else if !text.is_empty() {
         let v: serde_json::Value = serde_json::from_str(&text)?;
@@ -290,27 +406,48 @@ fn plugin_command(admin: &str, action: PluginAction) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The plugin list as a table.
+/// The plugin list as a table. A plugin held unloaded shows its state as
+/// `unloaded (files still in DIR)`.
 fn print_table(json: &str) {
     let rows: Vec<serde_json::Value> = serde_json::from_str(json).unwrap_or_default();
     println!(
-        "{:<24} {:<10} {:<16} {:<11} {:>8} {:>10} {:>8} {:>8}  LAST ERROR",
-        "NAME", "VERSION", "WORLD", "STATE", "UPTIME", "DELIVERED", "FAILED", "RESTARTS"
+        "{:<24} {:<10} {:<16} {:<11} {:>8} {:>10} {:>8} {:>8} {:>8} {:>8}  LAST ERROR",
+        "NAME",
+        "VERSION",
+        "WORLD",
+        "STATE",
+        "UPTIME",
+        "DELIVERED",
+        "FAILED",
+        "DROPPED",
+        "DENIED",
+        "RESTARTS"
     );
     for r in rows {
         let s = |k: &str| r[k].as_str().unwrap_or("").to_owned();
         let n = |k: &str| r[k].as_u64().unwrap_or(0);
+        let mut state = s("state");
+        if state == "unloaded" {
+            let source = s("source");
+            let dir = std::path::Path::new(&source)
+                .parent()
+                .map(|d| d.display().to_string())
+                .unwrap_or(source);
+            state = format!("unloaded (files still in {dir})");
+        }
         println!(
-            "{:<24} {:<10} {:<16} {:<11} {:>7}s {:>10} {:>8} {:>8}  {}",
+            "{:<24} {:<10} {:<16} {:<11} {:>7}s {:>10} {:>8} {:>8} {:>8} {:>8}  {}",
             s("name"),
             s("version"),
             s("world"),
-            s("state"),
+            state,
             r["uptime_secs"].as_i64().unwrap_or(0),
             n("delivered"),
             n("failed"),
+            n("dropped"),
+            n("violations"),
             n("restarts"),
-            s("last_error")
+            crate::runtime::one_line(&s("last_error"))
         );
     }
 }

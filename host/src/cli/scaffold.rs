@@ -9,6 +9,7 @@ use std::process::Command;
 
 use anyhow::{bail, Context};
 
+use crate::runtime::manifest::Limits;
 use crate::runtime::{Manifest, World};
 
 /// A plugin project's language.
@@ -33,7 +34,17 @@ fn manifest_text(name: &str, world: World) -> String {
         World::AlertEscalator => m.push_str("\n[[subscribe]]\nchannel = \"alerts\"\npattern = \">\"\n"),
         World::LogFormatter => {}
     }
-    m.push_str("\n[limits]\nmemory_mb = 256\ncall_timeout_ms = 2000\n\n[config]\n");
+    // The parser's defaults, written out so that the knobs are visible; they
+    // suit Rust, Python and JavaScript plugins alike.
+    let limits = Limits::default();
+    m.push_str(&format!(
+        "\n# Every key, with its default: docs/manifest.md in the exesdb-host repository.\n\
+         [limits]\n\
+         memory_mb = {memory}             # default {memory}; growing past it traps\n\
+         call_timeout_ms = {timeout}     # default {timeout}; a longer call traps\n\n[config]\n",
+        memory = limits.memory_mb,
+        timeout = limits.call_timeout_ms,
+    ));
     m
 }
 
@@ -299,7 +310,10 @@ pub fn new(
                 "Cargo.toml",
                 &format!(
                     "[package]\nname = \"{name}\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n[lib]\ncrate-type = [\"cdylib\"]\n\n\
-                     [dependencies]\nwit-bindgen = \"0.63\"\n\n[profile.release]\nopt-level = \"s\"\nstrip = true\n\n\
+                     [dependencies]\nwit-bindgen = \"0.63\"\n\n[profile.release]\nopt-level = \"s\"\n\
+                     # Strip only the DWARF debug info and keep the name section, so that a\n\
+                     # trap names the guest function instead of `<wasm function N>`.\n\
+                     strip = \"debuginfo\"\n\n\
                      # Its own workspace: never part of an enclosing one.\n[workspace]\n"
                 ),
             )?;
@@ -474,4 +488,130 @@ pub fn inspect(file: &Path) -> anyhow::Result<String> {
         );
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::bus::{Bus, BusConfig, Channel};
+    use crate::messages::diagnostics::DebugTrace;
+    use crate::messages::Envelope;
+    use crate::runtime::{Plugins, Runtime};
+
+    const LANGS: [Lang; 3] = [Lang::Rust, Lang::Python, Lang::Js];
+    const WORLDS: [World; 3] = [
+        World::Subscriber,
+        World::AlertEscalator,
+        World::LogFormatter,
+    ];
+
+    #[test]
+    fn generated_manifests_ask_for_the_documented_default_limits() {
+        let dir = tempfile::tempdir().unwrap();
+        let limits = Limits::default();
+        for lang in LANGS {
+            for world in WORLDS {
+                let name = format!("p-{}-{world}", format!("{lang:?}").to_lowercase());
+                let root = new(&name, lang, world, dir.path(), Path::new("/wit")).unwrap();
+                let path = root.join("plugin.toml");
+                let m = Manifest::from_file(&path).unwrap();
+                assert_eq!((m.name.as_str(), m.world), (name.as_str(), world));
+                assert_eq!(m.limits, limits, "{name}: the parser's defaults");
+                let text = std::fs::read_to_string(&path).unwrap();
+                for (key, value) in [
+                    ("memory_mb", limits.memory_mb),
+                    ("call_timeout_ms", limits.call_timeout_ms),
+                ] {
+                    let line = text
+                        .lines()
+                        .find(|l| l.starts_with(key))
+                        .unwrap_or_else(|| panic!("{name}: no {key}"));
+                    assert!(
+                        line.contains(&format!("= {value} "))
+                            && line.contains(&format!("# default {value};")),
+                        "{name}: {line}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_rust_project_strips_only_debug_info() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = new(
+            "p",
+            Lang::Rust,
+            World::Subscriber,
+            dir.path(),
+            Path::new("/wit"),
+        )
+        .unwrap();
+        let cargo: toml::Table = std::fs::read_to_string(root.join("Cargo.toml"))
+            .unwrap()
+            .parse()
+            .unwrap();
+        let strip = cargo["profile"]["release"].get("strip");
+        assert!(
+            matches!(strip, None | Some(toml::Value::Boolean(false)))
+                || strip
+                    .and_then(toml::Value::as_str)
+                    .is_some_and(|s| s == "debuginfo" || s == "none"),
+            "strip = {strip:?} removes the name section"
+        );
+    }
+
+    /// A trap in a built project names the guest function that trapped: the
+    /// release profile keeps the component's name section.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_trap_in_a_built_rust_project_names_the_guest_function() {
+        let dir = tempfile::tempdir().unwrap();
+        let wit = Path::new(crate::artifacts::WIT_DIR);
+        let root = new("trapper", Lang::Rust, World::Subscriber, dir.path(), wit).unwrap();
+        let lib = root.join("src/lib.rs");
+        let handler = "fn on_message(m: Message) -> Result<(), Error> {";
+        let src = std::fs::read_to_string(&lib).unwrap();
+        assert!(src.contains(handler));
+        let src = src.replacen(
+            handler,
+            &format!("{handler}\n        if m.topic == \"s:boom\" {{ panic!(\"boom\") }}"),
+            1,
+        );
+        std::fs::write(&lib, src).unwrap();
+        let wasm = tokio::task::spawn_blocking(move || build(&root, wit))
+            .await
+            .unwrap()
+            .unwrap();
+
+        let bus = Bus::new(BusConfig::default());
+        let plugins = Plugins::new(Runtime::new().unwrap(), bus.clone(), 16);
+        let traces = bus.subscriber("traces").unwrap();
+        traces
+            .subscribe(Channel::Diagnostics, "debug_trace:trapper")
+            .unwrap();
+        let manifest = Manifest::from_file(&wasm.with_extension("toml")).unwrap();
+        plugins
+            .load(manifest, &std::fs::read(&wasm).unwrap())
+            .unwrap();
+        let boom = Envelope::new(
+            Channel::Events,
+            "s:boom",
+            "custom.e",
+            serde_json::json!({}),
+            bus.node(),
+        );
+        bus.broadcast(boom).await.unwrap();
+        let env = tokio::time::timeout(Duration::from_secs(30), traces.recv())
+            .await
+            .expect("a DebugTrace for the trap")
+            .unwrap();
+        let trace: DebugTrace = env.decode().unwrap();
+        let stack = trace.stack_trace.unwrap_or_default();
+        assert!(
+            stack.contains("on_message") && !stack.contains("<wasm function"),
+            "the trap does not name the guest's functions:\n{stack}"
+        );
+    }
 }

@@ -1,10 +1,16 @@
 //! `exesdb-host store …`: append, read and list events and manage the
-//! checkpoints of persistent subscriptions, directly on a store's data
-//! directory (`<data_dir>/<store_id>.redb`).
+//! checkpoints of persistent subscriptions of a store, the file
+//! `<data_dir>/<store_id>.redb`.
 //!
-//! These commands open the database file themselves, so they are for when
-//! the host is not running: a running host holds its stores' lock, and the
-//! command then fails with a "locked" error naming the store.
+//! Where a command runs is decided by the file's lock: when no process
+//! holds it, the command opens the file itself; when another process holds
+//! it — a running host — `append`, `read`, `read-all` and `streams` go
+//! through that host's gateway (`--admin`, the routes under
+//! `/v1/stores/{store}/…`) and print exactly what they print on the file.
+//! `subscriptions …` has no gateway route, so it needs the file: with the
+//! host running it fails with a "locked" error that says so. The file
+//! decides rather than "is a host answering?", so a command always works on
+//! the store it names (`--data-dir`, `--store`), never on another host's.
 //!
 //! Output is made for scripts: an append prints its result as one JSON
 //! object, a read prints one JSON object per event (see `EventJson`),
@@ -15,12 +21,16 @@ use std::io::{self, BufRead, BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context};
+use base64::Engine as _;
 use clap::{ArgGroup, Subcommand};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
+use serde_json::{json, Value};
 
+use super::remote::{Remote, Unreachable};
+use crate::store::json::EventJson;
 use crate::store::{
-    Direction, Durability, ExpectedVersion, NewEvent, Payload, RecordedEvent, Selector, Store,
-    StoreError,
+    AppendResult, Direction, Durability, ExpectedVersion, NewEvent, Payload, RecordedEvent,
+    Selector, Store, StoreError, StreamInfo,
 };
 
 /// How many events a read asks the store for at a time.
@@ -130,12 +140,18 @@ pub enum SubscriptionAction {
     },
 }
 
-/// Runs `exesdb-host store --data-dir DIR --store ID <action>`.
-pub fn run(data_dir: &Path, store_id: &str, action: StoreAction) -> anyhow::Result<()> {
+/// Runs `exesdb-host store --data-dir DIR --store ID <action>`: on the file,
+/// or through `host` when a running host holds the file.
+pub fn run(
+    data_dir: &Path,
+    store_id: &str,
+    host: &Remote,
+    action: StoreAction,
+) -> anyhow::Result<()> {
     // Input is checked before the store is opened, so bad input creates
     // nothing. Only an append may create the store; anything else on a
     // store that does not exist is most likely a wrong --data-dir or --store.
-    let existing = || open(data_dir, store_id, false);
+    let existing = || target(data_dir, store_id, false, host);
     match action {
         StoreAction::Append {
             stream,
@@ -154,8 +170,10 @@ pub fn run(data_dir: &Path, store_id: &str, action: StoreAction) -> anyhow::Resu
                 }
                 (None, None) => bail!("append needs --type TYPE or --file FILE"),
             };
-            let store = open(data_dir, store_id, true)?;
-            let result = store.append(&stream, expected, events)?;
+            let result = match target(data_dir, store_id, true, host)? {
+                Target::File(store) => store.append(&stream, expected, events)?,
+                Target::Host(held) => held.append(&stream, expected, &events)?,
+            };
             println!("{}", serde_json::to_string(&result)?);
             Ok(())
         }
@@ -177,17 +195,32 @@ pub fn run(data_dir: &Path, store_id: &str, action: StoreAction) -> anyhow::Resu
             if backward && !matches!(selector, Selector::Stream(_) | Selector::All) {
                 bail!("store {store_id}: {selector} can only be read forward");
             }
-            let store = existing()?;
-            match selector {
-                Selector::Stream(stream) => {
-                    print_events(from, count, direction, by_number, |from, n| {
-                        store.read_stream(&stream, from, n, direction)
+            let key = match selector {
+                Selector::Stream(_) => by_number,
+                _ => by_position,
+            };
+            match existing()? {
+                Target::File(store) => match selector {
+                    Selector::Stream(stream) => {
+                        print_events(from, count, direction, key, |from, n| {
+                            Ok(store.read_stream(&stream, from, n, direction)?)
+                        })
+                    }
+                    Selector::All => print_events(from, count, direction, key, |from, n| {
+                        Ok(store.read_all(from, n, direction)?)
+                    }),
+                    // Forward only, by global position: each page starts
+                    // after the last event of the one before.
+                    selector => print_events(from, count, direction, key, |from, n| {
+                        Ok(store.read_from(&selector, from, n)?)
+                    }),
+                },
+                Target::Host(held) => {
+                    let name = selector.to_string();
+                    print_events(from, count, direction, key, |from, n| {
+                        held.read(&name, from, n, direction)
                     })
                 }
-                Selector::All => print_events(from, count, direction, by_position, |from, n| {
-                    store.read_all(from, n, direction)
-                }),
-                selector => print_selected(&store, &selector, from.unwrap_or(0), count),
             }
         }
         StoreAction::ReadAll {
@@ -196,13 +229,24 @@ pub fn run(data_dir: &Path, store_id: &str, action: StoreAction) -> anyhow::Resu
             backward,
         } => {
             let direction = direction(backward);
-            let store = existing()?;
-            print_events(from, count, direction, by_position, |from, n| {
-                store.read_all(from, n, direction)
-            })
+            match existing()? {
+                Target::File(store) => {
+                    print_events(from, count, direction, by_position, |from, n| {
+                        Ok(store.read_all(from, n, direction)?)
+                    })
+                }
+                Target::Host(held) => {
+                    print_events(from, count, direction, by_position, |from, n| {
+                        held.read("$all", from, n, direction)
+                    })
+                }
+            }
         }
         StoreAction::Streams => {
-            let streams = existing()?.list_streams()?;
+            let streams = match existing()? {
+                Target::File(store) => store.list_streams()?,
+                Target::Host(held) => held.streams()?,
+            };
             let width = streams
                 .iter()
                 .map(|s| cell_width(&s.name))
@@ -225,7 +269,13 @@ pub fn run(data_dir: &Path, store_id: &str, action: StoreAction) -> anyhow::Resu
                 Ok(())
             })
         }
-        StoreAction::Subscriptions { action } => subscriptions(&existing()?, action),
+        StoreAction::Subscriptions { action } => match existing()? {
+            Target::File(store) => subscriptions(&store, action),
+            Target::Host(held) => Err(held.locked(
+                "subscriptions are managed on the store's file only (the host's API has no \
+                 route for them): stop the host and retry",
+            )),
+        },
     }
 }
 
@@ -302,11 +352,31 @@ fn subscriptions(store: &Store, action: SubscriptionAction) -> anyhow::Result<()
         }
     }
 }
+/// Where a command runs.
+enum Target<'a> {
+    /// On the store's file, opened by this command.
+    File(Store),
+    /// Through the running host that holds the file.
+    Host(Held<'a>),
+}
 
-/// Opens the store, turning a lock held by another process into an error
-/// that says to stop the host. Unless `create`, a store whose file does not
-/// exist is an error.
-fn open(data_dir: &Path, store_id: &str, create: bool) -> anyhow::Result<Store> {
+/// A store whose file another process holds — a running host — reached
+/// through the gateway at `remote`.
+struct Held<'a> {
+    remote: &'a Remote,
+    store: String,
+    path: PathBuf,
+    reason: String,
+}
+
+/// The store's file, or the host that holds it (see [`Target`]). Unless
+/// `create`, a store whose file does not exist is an error.
+fn target<'a>(
+    data_dir: &Path,
+    store_id: &str,
+    create: bool,
+    remote: &'a Remote,
+) -> anyhow::Result<Target<'a>> {
     let path = data_dir.join(format!("{store_id}.redb"));
     // An invalid id is left to `Store::open`, which says why.
     let plausible_id = !store_id.is_empty()
@@ -316,19 +386,196 @@ fn open(data_dir: &Path, store_id: &str, create: bool) -> anyhow::Result<Store> 
     if !create && plausible_id && !path.exists() {
         bail!(
             "store {store_id} does not exist in {} (no file {}); check --data-dir and --store \
-             (`store append` creates a store)",
+             (`store append` creates a store; a running host's stores are in its [stores] \
+             data_dir)",
             data_dir.display(),
             path.display()
         );
     }
-    Store::open(data_dir, store_id, Durability::Immediate).map_err(|e| match e {
-        StoreError::Locked { path, reason, .. } => anyhow!(
-            "store {store_id} is locked: database file {} is already open ({reason}); a \
-             running host holds its stores' lock: stop the host and retry",
-            path.display()
-        ),
-        other => other.into(),
-    })
+    match Store::open(data_dir, store_id, Durability::Immediate) {
+        Ok(store) => Ok(Target::File(store)),
+        Err(StoreError::Locked { path, reason, .. }) => Ok(Target::Host(Held {
+            remote,
+            store: store_id.to_owned(),
+            path,
+            reason,
+        })),
+        Err(other) => Err(other.into()),
+    }
+}
+
+impl Held<'_> {
+    /// The "locked" error, ending with `then`.
+    fn locked(&self, then: &str) -> anyhow::Error {
+        anyhow!(
+            "store {} is locked: database file {} is already open ({}); a running host holds \
+             its stores' lock, and {then}",
+            self.store,
+            self.path.display(),
+            self.reason
+        )
+    }
+
+    /// `method path` on the gateway; a host that does not answer is the
+    /// "locked" error, saying where it was looked for.
+    fn call(&self, method: &str, path: &str, body: Option<&Value>) -> anyhow::Result<String> {
+        self.remote
+            .call(method, path, body)
+            .map_err(|e| match e.downcast_ref::<Unreachable>() {
+                Some(u) => self.locked(&format!(
+                    "no host's API answers at {} ({}): give the address of the host that holds \
+                     it with --admin or EXESDB_ADMIN_URL, or stop the host and retry",
+                    u.base, u.cause
+                )),
+                None => e.context(format!(
+                    "store {} (through the host at {})",
+                    self.store,
+                    self.remote.base()
+                )),
+            })
+    }
+
+    /// `POST /v1/stores/{store}/streams/{stream}`.
+    fn append(
+        &self,
+        stream: &str,
+        expected: ExpectedVersion,
+        events: &[NewEvent],
+    ) -> anyhow::Result<AppendResult> {
+        let payload = |p: &Payload| match p {
+            Payload::Json(v) => v.clone(),
+            // The command line makes JSON payloads only.
+            Payload::Bytes { .. } => Value::Null,
+        };
+        let events: Vec<Value> = events
+            .iter()
+            .map(|e| {
+                json!({
+                    "type": e.event_type,
+                    "data": payload(&e.data),
+                    "metadata": payload(&e.metadata),
+                    "id": e.event_id,
+                })
+            })
+            .collect();
+        let expected = match expected {
+            ExpectedVersion::Exact(n) => json!(n),
+            other => json!(other.to_string()),
+        };
+        let body = json!({ "expected": expected, "events": events });
+        let text = self.call("POST", &self.stream_path(stream), Some(&body))?;
+        serde_json::from_str(&text)
+            .with_context(|| format!("store {}: unexpected append answer {text}", self.store))
+    }
+
+    /// `GET /v1/stores/{store}/streams/{stream}?from=&count=&direction=`:
+    /// one page of a stream or selector.
+    fn read(
+        &self,
+        stream: &str,
+        from: u64,
+        count: usize,
+        direction: Direction,
+    ) -> anyhow::Result<Vec<RecordedEvent>> {
+        #[derive(Deserialize)]
+        struct Page {
+            events: Vec<WireEvent>,
+        }
+        let path = format!(
+            "{}?from={from}&count={count}&direction={direction}",
+            self.stream_path(stream)
+        );
+        let text = self.call("GET", &path, None)?;
+        let page: Page = serde_json::from_str(&text)
+            .with_context(|| format!("store {}: unexpected read answer", self.store))?;
+        page.events.into_iter().map(WireEvent::into_event).collect()
+    }
+
+    /// `GET /v1/stores/{store}/streams`.
+    fn streams(&self) -> anyhow::Result<Vec<StreamInfo>> {
+        #[derive(Deserialize)]
+        struct List {
+            streams: Vec<StreamInfo>,
+        }
+        let text = self.call("GET", &format!("/v1/stores/{}/streams", self.store), None)?;
+        let list: List = serde_json::from_str(&text)
+            .with_context(|| format!("store {}: unexpected streams answer {text}", self.store))?;
+        Ok(list.streams)
+    }
+
+    fn stream_path(&self, stream: &str) -> String {
+        format!("/v1/stores/{}/streams/{}", self.store, path_segment(stream))
+    }
+}
+
+/// `text` as one URL path segment: every byte but the unreserved ones (and
+/// `$`, `*`) percent-encoded.
+fn path_segment(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for b in text.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~$*".contains(&b) {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// An event as the gateway answers it (the `EventJson` form), read back.
+#[derive(Deserialize)]
+struct WireEvent {
+    global_position: u64,
+    stream_id: String,
+    event_number: u64,
+    event_type: String,
+    event_id: uuid::Uuid,
+    created: chrono::DateTime<chrono::Utc>,
+    #[serde(default)]
+    data: Option<Value>,
+    #[serde(default)]
+    data_content_type: Option<String>,
+    #[serde(default)]
+    data_base64: Option<String>,
+    #[serde(default)]
+    metadata: Option<Value>,
+    #[serde(default)]
+    metadata_content_type: Option<String>,
+    #[serde(default)]
+    metadata_base64: Option<String>,
+}
+
+impl WireEvent {
+    fn into_event(self) -> anyhow::Result<RecordedEvent> {
+        let payload = |json: Option<Value>, ct: Option<String>, b64: Option<String>| match (ct, b64)
+        {
+            (Some(content_type), Some(b64)) => {
+                let bytes = base64::engine::general_purpose::STANDARD
+                    .decode(b64)
+                    .context("the host answered a payload that is not base64")?;
+                anyhow::Ok(Payload::Bytes {
+                    content_type,
+                    bytes,
+                })
+            }
+            // `"data": null` reads as `None`: JSON null either way.
+            _ => Ok(Payload::Json(json.unwrap_or(Value::Null))),
+        };
+        Ok(RecordedEvent {
+            data: payload(self.data, self.data_content_type, self.data_base64)?,
+            metadata: payload(
+                self.metadata,
+                self.metadata_content_type,
+                self.metadata_base64,
+            )?,
+            event_id: self.event_id,
+            event_type: self.event_type,
+            stream_id: self.stream_id,
+            event_number: self.event_number,
+            global_position: self.global_position,
+            created: self.created,
+        })
+    }
 }
 
 /// The width of a table cell, in characters.
@@ -402,90 +649,15 @@ fn read_jsonl(path: &Path) -> anyhow::Result<Vec<NewEvent>> {
     Ok(events)
 }
 
-/// An event as `read` prints it: one JSON object. A JSON payload is the
-/// value itself (`data`, `metadata`); a non-JSON payload is given as
-/// `data_content_type` + `data_base64` (`metadata_…` likewise) instead.
-#[derive(Debug, Serialize)]
-struct EventJson<'a> {
-    global_position: u64,
-    stream_id: &'a str,
-    event_number: u64,
-    event_type: &'a str,
-    event_id: uuid::Uuid,
-    created: chrono::DateTime<chrono::Utc>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    data: Option<&'a serde_json::Value>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    data_content_type: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    data_base64: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    metadata: Option<&'a serde_json::Value>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    metadata_content_type: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    metadata_base64: Option<String>,
-}
-
-impl<'a> EventJson<'a> {
-    fn new(e: &'a RecordedEvent) -> Self {
-        let parts = |p: &'a Payload| match p {
-            Payload::Json(v) => (Some(v), None, None),
-            Payload::Bytes {
-                content_type,
-                bytes,
-            } => (None, Some(content_type.as_str()), Some(base64(bytes))),
-        };
-        let (data, data_content_type, data_base64) = parts(&e.data);
-        let (metadata, metadata_content_type, metadata_base64) = parts(&e.metadata);
-        EventJson {
-            global_position: e.global_position,
-            stream_id: &e.stream_id,
-            event_number: e.event_number,
-            event_type: &e.event_type,
-            event_id: e.event_id,
-            created: e.created,
-            data,
-            data_content_type,
-            data_base64,
-            metadata,
-            metadata_content_type,
-            metadata_base64,
-        }
-    }
-}
-
-/// Standard base64 with padding.
-fn base64(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for chunk in bytes.chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(char::from(ALPHABET[(n >> (18 - 6 * i)) as usize & 63]));
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
-
-/// Prints the events of a stream or `$all`, paging through `read(from, n)`;
+/// Prints events one JSON object per line, paging through `read(from, n)`;
 /// `key` gives the position a read starts from (the event number for a
-/// stream, the global position for `$all`).
+/// stream, the global position for `$all` and the other selectors).
 fn print_events(
     from: Option<u64>,
     count: Option<usize>,
     direction: Direction,
     key: fn(&RecordedEvent) -> u64,
-    read: impl Fn(u64, usize) -> Result<Vec<RecordedEvent>, StoreError>,
+    read: impl Fn(u64, usize) -> anyhow::Result<Vec<RecordedEvent>>,
 ) -> anyhow::Result<()> {
     let backward = direction == Direction::Backward;
     let mut from = from.unwrap_or(if backward { u64::MAX } else { 0 });
@@ -493,9 +665,9 @@ fn print_events(
     output(|out| {
         while left > 0 {
             let n = left.min(PAGE);
-            let events = read(from, n).map_err(io::Error::other)?;
+            let events = read(from, n)?;
             for e in &events {
-                serde_json::to_writer(&mut *out, &EventJson::new(e))?;
+                serde_json::to_writer(&mut *out, &EventJson::new(e)).map_err(io::Error::from)?;
                 out.write_all(b"\n")?;
             }
             left -= events.len();
@@ -513,49 +685,17 @@ fn print_events(
     })
 }
 
-/// Prints, forward from global position `from`, the events `selector`
-/// selects (an event type or stream pattern).
-fn print_selected(
-    store: &Store,
-    selector: &Selector,
-    from: u64,
-    count: Option<usize>,
-) -> anyhow::Result<()> {
-    let mut from = from;
-    let mut left = count.unwrap_or(usize::MAX);
-    output(|out| {
-        while left > 0 {
-            let n = left.min(PAGE);
-            let batch = store
-                .read_batch(selector, from, n)
-                .map_err(io::Error::other)?;
-            for e in &batch.events {
-                serde_json::to_writer(&mut *out, &EventJson::new(e))?;
-                out.write_all(b"\n")?;
-            }
-            left -= batch.events.len();
-            if batch.events.len() < n {
-                break;
-            }
-            from = batch.next_position;
-        }
-        Ok(())
-    })
-}
-
 /// Runs `write` on a buffered standard output; a reader that went away
 /// (`| head`) is not an error.
-fn output(write: impl FnOnce(&mut dyn Write) -> io::Result<()>) -> anyhow::Result<()> {
+fn output(write: impl FnOnce(&mut dyn Write) -> anyhow::Result<()>) -> anyhow::Result<()> {
     let stdout = io::stdout();
     let mut out = BufWriter::new(stdout.lock());
-    match write(&mut out).and_then(|()| out.flush()) {
-        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
-        Err(e) => match e
-            .get_ref()
-            .and_then(|inner| inner.downcast_ref::<StoreError>())
-        {
-            Some(store_error) => Err(store_error.clone().into()),
-            None => Err(anyhow::Error::new(e).context("writing to standard output")),
+    let written = write(&mut out).and_then(|()| Ok(out.flush()?));
+    match written {
+        Err(e) => match e.downcast_ref::<io::Error>() {
+            Some(io) if io.kind() == io::ErrorKind::BrokenPipe => Ok(()),
+            Some(_) => Err(e.context("writing to standard output")),
+            None => Err(e),
         },
         Ok(()) => Ok(()),
     }

@@ -13,8 +13,8 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 pub use sections::{
-    AdminConfig, BusSection, ColorMode, ConsoleConfig, ConsoleFormat, HealthMonitoring,
-    MetricsConfig, NodeConfig, PluginsConfig, RuntimeConfig, StoresConfig,
+    ApiConfig, BusSection, ColorMode, ConsoleConfig, ConsoleFormat, HealthMonitoring,
+    MetricsConfig, NodeConfig, PluginsConfig, RuntimeConfig, StoresConfig, TokenConfig,
 };
 
 /// The embedded default configuration, with a comment on every key.
@@ -43,8 +43,8 @@ pub struct Config {
     pub stores: StoresConfig,
     /// `[runtime]`
     pub runtime: RuntimeConfig,
-    /// `[admin]`
-    pub admin: AdminConfig,
+    /// `[api]`
+    pub api: ApiConfig,
 }
 
 /// Why a configuration could not be loaded.
@@ -218,13 +218,20 @@ impl Config {
                 "pooling needs at least 1 instance and 1 MiB",
             ));
         }
-        if !self.admin.listen.is_empty()
-            && self.admin.listen.parse::<std::net::SocketAddr>().is_err()
-        {
+        if !self.api.listen.is_empty() && self.api.listen.parse::<std::net::SocketAddr>().is_err() {
             return Err(invalid(
-                "admin.listen",
+                "api.listen",
                 "must be an address like 127.0.0.1:7077, or empty",
             ));
+        }
+        if self.api.max_stream_clients == 0 || self.api.stream_buffer == 0 {
+            return Err(invalid(
+                "api.max_stream_clients",
+                "max_stream_clients and stream_buffer must be at least 1",
+            ));
+        }
+        if self.api.max_body_bytes < 1024 {
+            return Err(invalid("api.max_body_bytes", "must be at least 1024"));
         }
         if self.metrics.interval_ms < 10 {
             return Err(invalid("metrics.interval_ms", "must be at least 10 (ms)"));

@@ -160,6 +160,9 @@ pub struct RuntimeConfig {
     pub max_restarts: u32,
     /// Window for `max_restarts`, ms.
     pub restart_window_ms: u64,
+    /// Refused calls (outside a plugin's grants) within a sliding minute
+    /// after which the plugin is parked with a `SecurityAlert`; 0: no limit.
+    pub max_violations_per_minute: u64,
 }
 
 impl Default for RuntimeConfig {
@@ -174,16 +177,56 @@ impl Default for RuntimeConfig {
             max_restart_backoff_ms: 5000,
             max_restarts: 5,
             restart_window_ms: 60_000,
+            max_violations_per_minute: 1000,
         }
     }
 }
 
-/// `[admin]`: the HTTP admin API the CLI talks to.
+/// `[api]`: the host's HTTP server — the `/v1` gateway (publish, append,
+/// read, live streams, alerts, plugins, health) and `/metrics`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct AdminConfig {
-    /// Address to listen on (loopback recommended); empty: no admin API.
+pub struct ApiConfig {
+    /// Address to listen on; empty: no HTTP server. A non-loopback address
+    /// needs at least one token.
     pub listen: String,
+    /// Largest request body accepted, bytes (413 beyond).
+    pub max_body_bytes: usize,
+    /// Live stream clients (SSE and WebSocket) at once (503 beyond).
+    pub max_stream_clients: usize,
+    /// Messages buffered per stream client; a client that falls further
+    /// behind receives a `lagged` event with the number it missed.
+    pub stream_buffer: usize,
+    /// Bearer tokens; none: the API is open, which is allowed only on a
+    /// loopback `listen`.
+    #[serde(default)]
+    pub tokens: Vec<TokenConfig>,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        ApiConfig {
+            listen: "127.0.0.1:7077".into(),
+            max_body_bytes: 32 * 1024 * 1024,
+            max_stream_clients: 4096,
+            stream_buffer: 1024,
+            tokens: Vec::new(),
+        }
+    }
+}
+
+/// One `[[api.tokens]]` entry. The token itself never appears in the file:
+/// only its SHA-256 (`exesdb-host token new` makes both).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenConfig {
+    /// Who the token belongs to (named in the audit trail).
+    pub name: String,
+    /// SHA-256 of the token, 64 hex digits.
+    pub sha256: String,
+    /// What it may do: `read`, `publish:<channel>`, `append:<store>`,
+    /// `admin` (`*` for any channel or store).
+    pub scopes: Vec<String>,
 }
 
 /// `[metrics]`

@@ -38,7 +38,7 @@ use std::sync::{Arc, Weak};
 use parking_lot::Mutex;
 use serde::Serialize;
 
-pub use stores::{announcement, Stores};
+pub use stores::{announcement, StoreMonitor, Stores};
 pub use subscription::{EmittedBatch, Start, SubscriptionSpec, Target};
 pub use worker::BATCH;
 
@@ -80,12 +80,19 @@ struct Handle {
 }
 
 /// The emitter workers of a host.
+///
+/// Each worker reports to its store's [`StoreMonitor`]: health on
+/// `store_health:<store>` (the breaker it pauses on is that tracker's), and
+/// latency (append → handled), call time and acknowledged events in
+/// `store_metrics:<store>`. The one exception: a plugin's deliveries on the
+/// store whose tracker and collector are the plugin's own (the default
+/// store) are reported by the plugin's worker, to those same ones.
 pub struct Emitters {
     stores: Arc<Stores>,
-    health: Arc<HealthTracker>,
     bus: Bus,
     plugins: Weak<Plugins>,
     workers: Mutex<BTreeMap<String, Handle>>,
+    registrations: Arc<worker::Registrations>,
     next: AtomicU64,
 }
 
@@ -98,19 +105,28 @@ impl std::fmt::Debug for Emitters {
 }
 
 impl Emitters {
-    /// An empty set. `plugins` resolves plugin targets.
+    /// An empty set. `plugins` resolves plugin targets. `health` becomes the
+    /// tracker of its store (normally the default store's, shared with the
+    /// plugins' bus subscriptions), with the plugins' metrics collector when
+    /// the plugins report to that same tracker; every other store has its
+    /// own, made by `stores` when the store is opened.
     pub fn new(
         stores: Arc<Stores>,
         health: Arc<HealthTracker>,
         bus: Bus,
         plugins: Weak<Plugins>,
     ) -> Arc<Emitters> {
+        let metrics = plugins
+            .upgrade()
+            .filter(|p| Arc::ptr_eq(p.health(), &health))
+            .map(|p| Arc::clone(p.metrics()));
+        stores.adopt(health, metrics);
         Arc::new(Emitters {
             stores,
-            health,
             bus,
             plugins,
             workers: Mutex::default(),
+            registrations: Arc::default(),
             next: AtomicU64::new(1),
         })
     }
@@ -127,17 +143,35 @@ impl Emitters {
     /// [`StoreError`] when the store cannot be opened.
     pub fn subscribe(&self, spec: SubscriptionSpec, target: Target) -> Result<String, StoreError> {
         let store = self.stores.get(&spec.store)?;
+        let monitor = self.stores.monitor(&spec.store)?;
         let start_position = worker::initial_position(&store, &spec);
         let id = format!("emitter-{}", self.next.fetch_add(1, Ordering::Relaxed));
         let shared = Arc::new(Shared::default());
         let (stop, stop_rx) = tokio::sync::watch::channel(false);
         let subscriber = target.name().to_owned();
+        // A plugin's worker reports its deliveries to the plugin's own
+        // tracker and collector: where those are this store's, it already
+        // has; elsewhere the emitter reports them.
+        let (plugin_health, plugin_metrics) = match (&target, self.plugins.upgrade()) {
+            (Target::Plugin(_), Some(p)) => (
+                Arc::ptr_eq(p.health(), &monitor.health),
+                Arc::ptr_eq(p.metrics(), &monitor.metrics),
+            ),
+            _ => (false, false),
+        };
+        let metrics = monitor
+            .metrics
+            .register_store_subscription(&id, &subscriber);
         let worker = EmitterWorker {
             id: id.clone(),
             spec: spec.clone(),
             store,
             target,
-            health: Arc::clone(&self.health),
+            monitor,
+            metrics,
+            reports_health: !plugin_health,
+            reports_metrics: !plugin_metrics,
+            registrations: Arc::clone(&self.registrations),
             bus: self.bus.clone(),
             plugins: self.plugins.clone(),
             shared: Arc::clone(&shared),

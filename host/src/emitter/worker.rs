@@ -2,21 +2,30 @@
 //! from history, then follows new appends, delivering in order and in
 //! batches; a persistent subscription advances its durable checkpoint on
 //! acknowledgement. It pauses while its subscriber is unhealthy (breaker
-//! open) and resumes from its position, so pausing loses nothing.
+//! open on its store's tracker) and resumes from its position, so pausing
+//! loses nothing.
+//!
+//! It reports to its store's monitor: health inputs, and per event handled
+//! the latency from the event's append (`created`) to its acknowledgement,
+//! per batch the handler's call time.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use super::stores::announcement;
+use parking_lot::Mutex;
+
+use super::stores::{announcement, StoreMonitor};
 use super::subscription::{EmittedBatch, Start, SubscriptionSpec, Target};
 use crate::bus::Bus;
-use crate::health::{Gate, HealthInput, HealthTracker};
+use crate::health::{Gate, HealthInput};
 use crate::integration::topics;
 use crate::logging::format;
 use crate::messages::lifecycle::{ProcessEvent, ProcessLifecycle};
+use crate::metrics::SubscriptionMetrics;
 use crate::runtime::Plugins;
-use crate::store::{ReadBatch, Store};
+use crate::store::{ReadBatch, RecordedEvent, Store};
 
 /// Most events per delivery.
 pub const BATCH: usize = 256;
@@ -32,12 +41,26 @@ pub(crate) struct Shared {
     pub(crate) stopped: AtomicBool,
 }
 
+/// Live workers per (store, subscriber) whose health entry the emitters own,
+/// so that the entry is registered by the first and removed by the last.
+pub(crate) type Registrations = Mutex<BTreeMap<(String, String), usize>>;
+
 pub(crate) struct EmitterWorker {
     pub(crate) id: String,
     pub(crate) spec: SubscriptionSpec,
     pub(crate) store: Store,
     pub(crate) target: Target,
-    pub(crate) health: Arc<HealthTracker>,
+    /// The store's tracker and collector.
+    pub(crate) monitor: StoreMonitor,
+    /// The subscriber's histograms in the store's collector.
+    pub(crate) metrics: Arc<SubscriptionMetrics>,
+    /// Report health inputs (false: the plugin's worker reports them to this
+    /// same tracker).
+    pub(crate) reports_health: bool,
+    /// Record latency and call time (false: the plugin's worker records them
+    /// in this same collector).
+    pub(crate) reports_metrics: bool,
+    pub(crate) registrations: Arc<Registrations>,
     pub(crate) bus: Bus,
     pub(crate) plugins: Weak<Plugins>,
     pub(crate) shared: Arc<Shared>,
@@ -80,16 +103,89 @@ impl EmitterWorker {
         }
     }
 
+    /// `name (kind)` of the subscriber, for the banners.
+    fn subscriber_label(&self) -> String {
+        let kind = match self.target {
+            Target::Native { .. } => "native handler",
+            Target::Plugin(_) => "plugin",
+        };
+        format!("{} ({kind})", self.target.name())
+    }
+
+    /// Registers the subscriber's health entry on the store's tracker when
+    /// this is its first worker there (and the emitters own the entry).
+    fn register(&self) {
+        if !self.reports_health {
+            return;
+        }
+        let key = (self.spec.store.clone(), self.target.name().to_owned());
+        let first = {
+            let mut r = self.registrations.lock();
+            let n = r.entry(key).or_default();
+            *n += 1;
+            *n == 1
+        };
+        if first {
+            let health = &self.monitor.health;
+            health.record(self.target.name(), HealthInput::RegistrationStarted);
+            health.record(self.target.name(), HealthInput::RegistrationSucceeded);
+        }
+    }
+
+    /// Undoes [`register`](Self::register) and the metrics registration.
+    fn unregister(&self) {
+        self.monitor
+            .metrics
+            .remove_store_subscription(&self.id, self.target.name());
+        if !self.reports_health {
+            return;
+        }
+        let key = (self.spec.store.clone(), self.target.name().to_owned());
+        let last = {
+            let mut r = self.registrations.lock();
+            match r.get_mut(&key) {
+                Some(n) if *n > 1 => {
+                    *n -= 1;
+                    false
+                }
+                Some(_) => {
+                    r.remove(&key);
+                    true
+                }
+                None => false,
+            }
+        };
+        if last {
+            self.monitor.health.remove(self.target.name());
+        }
+    }
+
     pub(crate) async fn run(mut self) {
-        let scheduler = std::thread::current().name().unwrap_or("tokio").to_owned();
+        let worker = match &self.spec.name {
+            Some(name) => format!("{} (persistent subscription {name})", self.id),
+            None => format!("{} (transient subscription)", self.id),
+        };
+        let subscriber = self.subscriber_label();
         let (title, body) = format::activation_banner(&format::Activation {
             topic: &self.topic(),
             store: &self.spec.store,
-            scheduler: &scheduler,
-            pid: &self.id,
-            subscriber: self.target.name(),
+            worker: &worker,
+            thread: &thread_identity(),
+            subscriber: &subscriber,
         });
         tracing::info!(class = "success", banner = body.as_str(), "{title}");
+        self.register();
+        if self.monitor.health.enabled() {
+            // The worker follows its subscriber's health on this store (it
+            // pauses on that breaker): it is a subscriber of those events.
+            tracing::info!(
+                class = "success",
+                emitter = self.id.as_str(),
+                subscriber = self.target.name(),
+                "{}",
+                format::subscribed_health(&self.spec.store)
+            );
+        }
         self.lifecycle(ProcessEvent::Started, None);
         let mut position = self.start_position;
         self.shared.position.store(position, Ordering::Relaxed);
@@ -98,7 +194,7 @@ impl EmitterWorker {
             if *self.stop.borrow() {
                 break ":shutdown".to_owned();
             }
-            let max = match self.health.gate(self.target.name()) {
+            let max = match self.monitor.health.gate(self.target.name()) {
                 Gate::Deliver => BATCH,
                 Gate::Trial => 1,
                 Gate::Wait(d) => {
@@ -162,13 +258,19 @@ impl EmitterWorker {
             self.shared.position.store(position, Ordering::Relaxed);
         };
         self.shared.stopped.store(true, Ordering::Relaxed);
+        self.unregister();
         let selector = self.spec.selector.to_string();
+        let worker = format!(
+            "{} ({} events delivered)",
+            self.id,
+            self.shared.delivered.load(Ordering::Relaxed)
+        );
         let (title, body) = format::termination_banner(&format::Termination {
             reason: &reason,
             store: &self.spec.store,
             selector: &selector,
-            subscriber: self.target.name(),
-            pid: &self.id,
+            subscriber: &subscriber,
+            worker: &worker,
         });
         tracing::info!(class = "failure", banner = body.as_str(), "{title}");
         self.lifecycle(ProcessEvent::Stopped, Some(reason));
@@ -198,6 +300,7 @@ impl EmitterWorker {
     /// Records acknowledged events: counters and, if persistent, the checkpoint.
     fn acked(&self, last: Option<u64>, n: usize) {
         self.shared.delivered.fetch_add(n as u64, Ordering::Relaxed);
+        self.metrics.acked.fetch_add(n as u64, Ordering::Relaxed);
         if let (Some(name), Some(last)) = (&self.spec.name, last) {
             if let Err(e) = self.store.save_checkpoint(name, last) {
                 tracing::error!(
@@ -209,7 +312,41 @@ impl EmitterWorker {
         }
     }
 
+    /// Records, when this worker reports them, the latency (append →
+    /// handled) of the first `handled` events and the call time.
+    fn measured(&self, events: &[RecordedEvent], handled: usize, call: Duration) {
+        if !self.reports_metrics {
+            return;
+        }
+        self.metrics.call_time.record(call);
+        let now_us = chrono::Utc::now().timestamp_micros();
+        self.metrics.latency.record_many_micros(
+            events[..handled]
+                .iter()
+                .map(|e| u64::try_from(now_us - e.created.timestamp_micros()).unwrap_or(0)),
+        );
+    }
+
+    /// Reports a delivery's outcome to the store's tracker, when this worker
+    /// reports health: `handled` events delivered, then the failure if any.
+    fn report(&self, handled: usize, failure: Option<HealthInput>) {
+        if !self.reports_health {
+            return;
+        }
+        let name = self.target.name();
+        if handled > 0 {
+            self.monitor
+                .health
+                .record(name, HealthInput::Delivered(handled as u64));
+        }
+        if let Some(f) = failure {
+            self.monitor.health.record(name, f);
+        }
+    }
+
     async fn deliver(&self, batch: &ReadBatch) -> Outcome {
+        let n = batch.events.len();
+        let started = Instant::now();
         match &self.target {
             Target::Plugin(name) => {
                 let Some(plugins) = self.plugins.upgrade() else {
@@ -220,18 +357,39 @@ impl EmitterWorker {
                     .iter()
                     .map(|e| Arc::new(announcement(&self.spec.store, e, self.bus.node())))
                     .collect();
-                match plugins.deliver_direct(name, envs).await {
-                    Ok(failures) => failures
-                        .first()
-                        .map_or(Outcome::Ok, |(i, _)| Outcome::Failed(*i)),
+                match plugins
+                    .deliver_direct(name, envs, !self.reports_health)
+                    .await
+                {
+                    Ok(failures) => {
+                        let call = started.elapsed();
+                        match failures.first() {
+                            None => {
+                                self.measured(&batch.events, n, call);
+                                self.report(n, None);
+                                Outcome::Ok
+                            }
+                            Some((i, err)) => {
+                                let i = (*i).min(n - 1);
+                                self.measured(&batch.events, i, call);
+                                self.report(i, Some(HealthInput::DeliveryFailed(err.clone())));
+                                Outcome::Failed(i)
+                            }
+                        }
+                    }
                     Err(e) if plugins.status(name).is_none() => {
                         Outcome::Gone(format!("subscriber gone: {e}"))
                     }
                     // A trap or a parked plugin: retry from the batch's start.
-                    Err(_) => Outcome::Failed(0),
+                    // (Reported as a trap, not parked: the breaker's trials
+                    // find the plugin again once it is reloaded.)
+                    Err(e) => {
+                        self.report(0, Some(HealthInput::Trap(e)));
+                        Outcome::Failed(0)
+                    }
                 }
             }
-            Target::Native { name, sender } => {
+            Target::Native { sender, .. } => {
                 let (ack, answer) = tokio::sync::oneshot::channel();
                 let sent = EmittedBatch {
                     events: batch.events.clone(),
@@ -242,21 +400,19 @@ impl EmitterWorker {
                 }
                 match answer.await {
                     Ok(Ok(())) => {
-                        self.health
-                            .record(name, HealthInput::Delivered(batch.events.len() as u64));
+                        self.measured(&batch.events, n, started.elapsed());
+                        self.report(n, None);
                         Outcome::Ok
                     }
                     Ok(Err(i)) => {
-                        let i = i.min(batch.events.len() - 1);
-                        if i > 0 {
-                            self.health.record(name, HealthInput::Delivered(i as u64));
-                        }
-                        self.health.record(
-                            name,
-                            HealthInput::DeliveryFailed(format!(
+                        let i = i.min(n - 1);
+                        self.measured(&batch.events, i, started.elapsed());
+                        self.report(
+                            i,
+                            Some(HealthInput::DeliveryFailed(format!(
                                 "event {} failed",
                                 batch.events[i].global_position
-                            )),
+                            ))),
                         );
                         Outcome::Failed(i)
                     }
@@ -264,6 +420,22 @@ impl EmitterWorker {
                 }
             }
         }
+    }
+}
+
+/// The OS thread running the caller, as an operator finds it in `ps -L`,
+/// `top -H` or `/proc`: its name, thread id and the process id.
+pub(crate) fn thread_identity() -> String {
+    let current = std::thread::current();
+    let name = current.name().unwrap_or("unnamed");
+    let pid = std::process::id();
+    // `/proc/thread-self` links to `<pid>/task/<tid>` (Linux).
+    let tid = std::fs::read_link("/proc/thread-self")
+        .ok()
+        .and_then(|p| p.file_name().map(|t| t.to_string_lossy().into_owned()));
+    match tid {
+        Some(tid) => format!("{name}, tid {tid}, pid {pid}"),
+        None => format!("{name}, {:?}, pid {pid}", current.id()),
     }
 }
 

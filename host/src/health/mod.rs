@@ -1,17 +1,24 @@
 //! Subscription health tracking, circuit breakers and node health.
 //!
-//! A [`HealthTracker`] per store follows every subscription (plugins
-//! register automatically; native subscribers report through
-//! [`HealthTracker::record`]), publishes `subscription_health` events and
+//! A [`HealthTracker`] per store (made with the store, see
+//! [`Stores`](crate::emitter::Stores)) follows that store's subscriptions:
+//! the default store's also follows the plugins' bus subscriptions (they
+//! register automatically; native bus subscribers report through
+//! [`HealthTracker::record`]), every store's follows the emitter workers
+//! delivering its events. It publishes `subscription_health` events and
 //! summaries on the `health` channel, and owns each subscription's circuit
-//! [`Breaker`]. [`node`] reads this machine's load, memory and disk figures
-//! for `NodeHealth`.
+//! [`Breaker`]. [`node`] reads this machine's and this process's figures for
+//! `NodeHealth` and `ResourceUsage`; [`announce`] prints the spec's
+//! `SUBSCRIBED` lines when something subscribes to a store's health or
+//! metrics.
 
+pub mod announce;
 mod breaker;
 pub mod node;
 mod reporter;
 mod tracker;
 
+pub use announce::Announcer;
 pub use breaker::{Breaker, Gate, Transition};
 pub use reporter::Reporter;
 pub use tracker::{HealthInput, HealthTracker, SubscriptionHealthState};

@@ -18,10 +18,18 @@
 //!    - the CPU count from [`std::thread::available_parallelism`], which
 //!      honours affinity masks and cgroup quotas.
 //!
+//!    - `/proc/self/stat`: this process's CPU time (`utime + stime`, fields
+//!      14 and 15, in clock ticks of `sysconf(_SC_CLK_TCK)`), read by
+//!      [`CpuSampler`] so that the CPU percentage is the time used between
+//!      two samples over the wall-clock time between them;
+//!    - `/proc/self/fd`: this process's open file descriptors.
+//!
 //!    Every "fraction" is a share between 0.0 (nothing used) and 1.0 (all
-//!    used), never a percentage. The text parsers ([`parse_loadavg`],
-//!    [`parse_meminfo`], [`parse_statm_resident_pages`]) are pure functions
-//!    over the file contents, so they can be tested with fixed samples.
+//!    used), never a percentage (the CPU figure of [`CpuSampler`] is a
+//!    percentage of one core, as `ResourceUsage` wants it). The text parsers
+//!    ([`parse_loadavg`], [`parse_meminfo`], [`parse_statm_resident_pages`],
+//!    [`parse_stat_cpu_ticks`]) are pure functions over the file contents,
+//!    so they can be tested with fixed samples.
 //!
 //! 2. [`node_health`] compares the figures with [`Thresholds`] and builds the
 //!    message. There are three checks: `memory` (used fraction), `disk` (used
@@ -36,6 +44,7 @@
 use std::fs;
 use std::io;
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 use serde_json::{json, Map, Value};
 
@@ -47,6 +56,10 @@ const LOADAVG_PATH: &str = "/proc/loadavg";
 const MEMINFO_PATH: &str = "/proc/meminfo";
 /// Where this process's memory figures are read from.
 const STATM_PATH: &str = "/proc/self/statm";
+/// Where this process's CPU times are read from.
+const STAT_PATH: &str = "/proc/self/stat";
+/// Where this process's open file descriptors are listed.
+const FD_DIR: &str = "/proc/self/fd";
 
 /// Figures read from the OS by [`read_figures`]; the input of [`node_health`].
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -161,6 +174,101 @@ pub fn parse_statm_resident_pages(text: &str) -> Option<u64> {
     text.split_whitespace().nth(1)?.parse().ok()
 }
 
+/// Parses the contents of `/proc/self/stat` into the CPU time the process
+/// has used in user and kernel mode (`utime + stime`, fields 14 and 15), in
+/// clock ticks. The command name (field 2) is in parentheses and may itself
+/// hold spaces and parentheses, so fields are counted after its last `)`.
+/// `None` if the line is cut short or a field is not a number.
+pub fn parse_stat_cpu_ticks(text: &str) -> Option<u64> {
+    let rest = &text[text.rfind(')')? + 1..];
+    // After the name: field 3 (state) is the first, so field 14 is the 12th.
+    let mut fields = rest.split_whitespace().skip(11);
+    let utime: u64 = fields.next()?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    utime.checked_add(stime)
+}
+
+/// CPU time (user + kernel) this process has used since it started.
+///
+/// # Errors
+/// An error naming `/proc/self/stat` if it cannot be read or parsed.
+pub fn read_process_cpu_time() -> io::Result<Duration> {
+    let ticks =
+        parse_stat_cpu_ticks(&read_proc(STAT_PATH)?).ok_or_else(|| unparsable(STAT_PATH))?;
+    let hz = rustix::param::clock_ticks_per_second().max(1);
+    Ok(Duration::from_nanos(
+        u64::try_from(u128::from(ticks) * 1_000_000_000 / u128::from(hz)).unwrap_or(u64::MAX),
+    ))
+}
+
+/// Resident set size of this process, in bytes (`/proc/self/statm`).
+///
+/// # Errors
+/// An error naming `/proc/self/statm` if it cannot be read or parsed.
+pub fn read_process_rss_bytes() -> io::Result<u64> {
+    let resident_pages = parse_statm_resident_pages(&read_proc(STATM_PATH)?)
+        .ok_or_else(|| unparsable(STATM_PATH))?;
+    Ok(resident_pages.saturating_mul(rustix::param::page_size() as u64))
+}
+
+/// Number of file descriptors (files, sockets, pipes, …) this process holds
+/// open (the entries of `/proc/self/fd`, less the one listing them).
+///
+/// # Errors
+/// An error naming `/proc/self/fd` if it cannot be listed.
+pub fn read_open_handles() -> io::Result<u64> {
+    let entries = fs::read_dir(FD_DIR)
+        .map_err(|e| io::Error::new(e.kind(), format!("reading {FD_DIR}: {e}")))?;
+    // The directory handle doing the listing is one of the entries.
+    Ok((entries.count() as u64).saturating_sub(1))
+}
+
+/// CPU used over wall-clock time, as a percentage of one core (above 100
+/// when several cores were busy); 0.0 for an empty wall-clock span.
+pub fn cpu_percent(cpu: Duration, wall: Duration) -> f64 {
+    if wall.is_zero() {
+        return 0.0;
+    }
+    cpu.as_secs_f64() / wall.as_secs_f64() * 100.0
+}
+
+/// Measures this process's CPU use between successive samples.
+#[derive(Debug, Clone)]
+pub struct CpuSampler {
+    last: Option<(Instant, Duration)>,
+}
+
+impl CpuSampler {
+    /// A sampler whose first interval starts now.
+    pub fn new() -> CpuSampler {
+        CpuSampler {
+            last: read_process_cpu_time()
+                .ok()
+                .map(|cpu| (Instant::now(), cpu)),
+        }
+    }
+
+    /// The percentage of one core this process used since the previous
+    /// sample (or since the sampler was made); `None` when the figures
+    /// cannot be read, or on the first call after they could not be.
+    pub fn sample(&mut self) -> Option<f64> {
+        let now = Instant::now();
+        let cpu = read_process_cpu_time().ok()?;
+        let previous = self.last.replace((now, cpu));
+        let (then, before) = previous?;
+        Some(cpu_percent(
+            cpu.saturating_sub(before),
+            now.duration_since(then),
+        ))
+    }
+}
+
+impl Default for CpuSampler {
+    fn default() -> Self {
+        CpuSampler::new()
+    }
+}
+
 /// `1 - available/total`, clamped to 0.0..=1.0; 0.0 when `total` is 0 (a
 /// file system or memory pool with no capacity has nothing in use).
 fn used_fraction(available: u64, total: u64) -> f64 {
@@ -198,9 +306,7 @@ pub fn read_figures(disk_path: &Path) -> io::Result<NodeFigures> {
     let (memory_total_bytes, memory_available_bytes) =
         parse_meminfo(&read_proc(MEMINFO_PATH)?).ok_or_else(|| unparsable(MEMINFO_PATH))?;
 
-    let resident_pages = parse_statm_resident_pages(&read_proc(STATM_PATH)?)
-        .ok_or_else(|| unparsable(STATM_PATH))?;
-    let process_rss_bytes = resident_pages.saturating_mul(rustix::param::page_size() as u64);
+    let process_rss_bytes = read_process_rss_bytes()?;
 
     let vfs = rustix::fs::statvfs(disk_path).map_err(|e| {
         let e = io::Error::from(e);
@@ -399,6 +505,44 @@ Hugepagesize:       2048 kB
         );
         assert_eq!(parse_statm_resident_pages("765"), None);
         assert_eq!(parse_statm_resident_pages("765 x 381"), None);
+    }
+
+    #[test]
+    fn parses_stat_cpu_ticks() {
+        // A name with spaces and a parenthesis; utime 1500, stime 250.
+        let line = "4242 (my (odd) host) S 1 4242 4242 0 -1 4194560 9000 0 12 0 \
+                    1500 250 0 0 20 0 9 0 123456 2000000 5000 18446744073709551615\n";
+        assert_eq!(parse_stat_cpu_ticks(line), Some(1750));
+        assert_eq!(parse_stat_cpu_ticks("4242 (x) S 1 2 3"), None);
+        assert_eq!(parse_stat_cpu_ticks("no parenthesis 1 2 3"), None);
+        assert_eq!(
+            parse_stat_cpu_ticks("1 (x) S 1 1 1 0 -1 0 0 0 0 0 abc 5 0 0"),
+            None
+        );
+    }
+
+    #[test]
+    fn cpu_percent_is_of_one_core() {
+        let ms = Duration::from_millis;
+        assert_eq!(cpu_percent(ms(500), ms(1000)), 50.0);
+        assert_eq!(cpu_percent(ms(2000), ms(1000)), 200.0);
+        assert_eq!(cpu_percent(ms(10), Duration::ZERO), 0.0);
+    }
+
+    #[test]
+    fn cpu_sampler_sees_a_busy_loop() {
+        let mut sampler = CpuSampler::new();
+        let started = Instant::now();
+        let mut x = 0u64;
+        while started.elapsed() < Duration::from_millis(300) {
+            x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
+        }
+        let busy = sampler.sample().expect("CPU figures on Linux");
+        // 300 ms of one thread spinning: well above zero, whatever else runs.
+        assert!(busy > 0.0 && busy.is_finite(), "{busy}");
+        assert!(read_process_cpu_time().unwrap() > Duration::ZERO);
+        assert!(read_open_handles().unwrap() > 0);
+        assert!(read_process_rss_bytes().unwrap() > 0);
     }
 
     #[test]

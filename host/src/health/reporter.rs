@@ -1,15 +1,16 @@
-//! The periodic health report, every `check_interval`: the subscription
-//! summary (`health_summary:<store>`), this node's `NodeHealth`
-//! (`node_health:<node>`) with real load, memory and disk figures, and a
-//! `ComponentHealth` for the bus, the plugin runtime and the store.
+//! The periodic health report, every `check_interval`: each store's
+//! subscription summary (`health_summary:<store>`), this node's
+//! `NodeHealth` (`node_health:<node>`) with real load, memory and disk
+//! figures, and a `ComponentHealth` for the bus, the plugin runtime and the
+//! stores.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use super::node::{node_health, read_figures, Thresholds};
-use super::HealthTracker;
 use crate::bus::Bus;
+use crate::emitter::Stores;
 use crate::integration::Integration;
 use crate::messages::health::HealthStatus;
 use crate::runtime::{PluginRunState, Plugins};
@@ -17,8 +18,8 @@ use crate::runtime::{PluginRunState, Plugins};
 /// What the reporter looks at.
 #[derive(Debug, Clone)]
 pub struct Reporter {
-    /// The store's tracker.
-    pub tracker: Arc<HealthTracker>,
+    /// The stores, each with its tracker.
+    pub stores: Arc<Stores>,
     /// The bus.
     pub bus: Bus,
     /// The plugins, for the runtime's component health.
@@ -30,7 +31,9 @@ pub struct Reporter {
 impl Reporter {
     /// Publishes one full report.
     pub async fn report(&self) {
-        self.tracker.publish_summary();
+        for m in self.stores.monitors() {
+            m.health.publish_summary();
+        }
         let helpers = Integration::new(self.bus.clone());
         match read_figures(&self.disk_path) {
             Ok(f) => {
@@ -83,12 +86,28 @@ impl Reporter {
             HealthStatus::Healthy
         };
 
+        // `stores`: per store, its subscriptions and failed ones;
+        // `subscriptions` and `failed_subscriptions`: totals over all stores.
+        let summaries: Vec<_> = self
+            .stores
+            .monitors()
+            .iter()
+            .map(|m| m.health.summary())
+            .collect();
         let mut store = serde_json::Map::new();
-        store.insert("store".into(), self.tracker.store().into());
-        let summary = self.tracker.summary();
-        store.insert("subscriptions".into(), summary.total.into());
-        store.insert("failed_subscriptions".into(), summary.failed.into());
-        let store_status = if summary.failed > 0 {
+        let mut per_store = serde_json::Map::new();
+        for s in &summaries {
+            let mut one = serde_json::Map::new();
+            one.insert("subscriptions".into(), s.total.into());
+            one.insert("failed_subscriptions".into(), s.failed.into());
+            per_store.insert(s.store.clone(), one.into());
+        }
+        let total: u64 = summaries.iter().map(|s| s.total).sum();
+        let failed: u64 = summaries.iter().map(|s| s.failed).sum();
+        store.insert("stores".into(), per_store.into());
+        store.insert("subscriptions".into(), total.into());
+        store.insert("failed_subscriptions".into(), failed.into());
+        let store_status = if failed > 0 {
             HealthStatus::Degraded
         } else {
             HealthStatus::Healthy

@@ -7,6 +7,8 @@
 //! published only when it changes the status. Status rules:
 //! success → healthy; a failure → degraded; `unhealthy_threshold` failures
 //! in a row → failed (and the breaker opens when enabled).
+//! Each published event is also logged, at info level, as the spec's
+//! `📡 HEALTH EVENT: <subscription> -> <event> (store=…, status=…, breaker=…)`.
 //! With `[health_monitoring] enabled = false` inputs are ignored and the
 //! gate always says deliver.
 
@@ -310,11 +312,13 @@ impl HealthTracker {
             last_seen: rfc3339(s.last_seen),
         };
         let meta = format!(
-            "status={}, breaker={}",
+            "store={}, status={}, breaker={}",
+            self.store,
             s.status.as_str(),
             s.breaker.as_str()
         );
-        tracing::debug!(
+        // At info, so the spec's line shows at the default console level.
+        tracing::info!(
             class = "health",
             "{}",
             format::health_event(&s.name, event.as_str(), &meta)

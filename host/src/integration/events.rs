@@ -145,9 +145,9 @@ impl Integration {
     ) -> Result<Arc<Envelope>, BusError> {
         let topic = event.topic();
         match &event {
-            AuditEvent::DataChange(e) => self.bus.publish(&topic, e).await,
-            AuditEvent::AdminAction(e) => self.bus.publish(&topic, e).await,
-            AuditEvent::AccessLog(e) => self.bus.publish(&topic, e).await,
+            AuditEvent::DataChange(e) => self.publish(&topic, e).await,
+            AuditEvent::AdminAction(e) => self.publish(&topic, e).await,
+            AuditEvent::AccessLog(e) => self.publish(&topic, e).await,
         }
     }
 
@@ -158,8 +158,8 @@ impl Integration {
     ) -> Result<Arc<Envelope>, BusError> {
         let topic = event.topic();
         match &event {
-            DiagnosticEvent::DebugTrace(e) => self.bus.publish(&topic, e).await,
-            DiagnosticEvent::PerformanceAnalysis(e) => self.bus.publish(&topic, e).await,
+            DiagnosticEvent::DebugTrace(e) => self.publish(&topic, e).await,
+            DiagnosticEvent::PerformanceAnalysis(e) => self.publish(&topic, e).await,
         }
     }
 
@@ -170,9 +170,9 @@ impl Integration {
     ) -> Result<Arc<Envelope>, BusError> {
         let topic = event.topic();
         match &event {
-            SecurityEvent::Auth(e) => self.bus.publish(&topic, e).await,
-            SecurityEvent::AccessViolation(e) => self.bus.publish(&topic, e).await,
-            SecurityEvent::Alert(e) => self.bus.publish(&topic, e).await,
+            SecurityEvent::Auth(e) => self.publish(&topic, e).await,
+            SecurityEvent::AccessViolation(e) => self.publish(&topic, e).await,
+            SecurityEvent::Alert(e) => self.publish(&topic, e).await,
         }
     }
 }

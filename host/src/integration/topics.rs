@@ -170,6 +170,12 @@ pub fn access_violation(user_id: &str) -> String {
     format!("access_violation:{user_id}")
 }
 
+/// `lagged:<plugin>`: the lag marker a subscriber plugin receives when its
+/// inbox dropped messages (kind `Lagged`, never published on the bus).
+pub fn lagged(plugin: &str) -> String {
+    format!("lagged:{plugin}")
+}
+
 /// `security_alert:<alert_type>`: [`SecurityAlert`](crate::messages::security::SecurityAlert).
 pub fn security_alert(alert_type: &str) -> String {
     format!("security_alert:{alert_type}")
@@ -188,6 +194,12 @@ pub const LOG_SUMMARY: &str = "log_summary";
 /// `log_rotation:<log_type>`: [`LogRotation`](crate::messages::logging::LogRotation).
 pub fn log_rotation(log_type: &str) -> String {
     format!("log_rotation:{log_type}")
+}
+
+/// `log_summary:<module>`: the [`LogSummary`](crate::messages::logging::LogSummary)
+/// of one module's records (see [`crate::logging::summary`]).
+pub fn log_summary_of(module: &str) -> String {
+    format!("log_summary:{module}")
 }
 
 #[cfg(test)]

@@ -4,6 +4,10 @@
 //! the same thread (by the bus, or by a subscriber reacting synchronously)
 //! is not bridged again. Publishing never waits: a full `backpressure`
 //! subscriber of `logging` misses the entry and the miss is counted.
+//!
+//! Every record the bridge sees is also counted, by level and module, into
+//! its [`LogStats`] (whether or not a bus is attached), for the periodic
+//! `LogSummary`.
 
 use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -15,6 +19,7 @@ use tracing_subscriber::layer::Context;
 use tracing_subscriber::Layer;
 
 use super::console::{level_of, Record};
+use super::summary::{module_of, LogStats};
 use crate::bus::{Bus, Channel};
 use crate::messages::Envelope;
 
@@ -27,6 +32,7 @@ thread_local! {
 pub struct BridgeHandle {
     bus: Arc<RwLock<Option<Bus>>>,
     missed: Arc<AtomicU64>,
+    stats: Arc<LogStats>,
 }
 
 impl BridgeHandle {
@@ -48,6 +54,11 @@ impl BridgeHandle {
         self.missed.load(Ordering::Relaxed)
     }
 
+    /// The counts of the records seen, by level and module.
+    pub fn stats(&self) -> &Arc<LogStats> {
+        &self.stats
+    }
+
     /// Publishes one record; used by the layer and by plugin `log` calls.
     pub(crate) fn publish(
         &self,
@@ -58,6 +69,9 @@ impl BridgeHandle {
         if BRIDGING.with(Cell::get) {
             return;
         }
+        let plugin = rec.fields.get("plugin").and_then(|p| p.as_str());
+        self.stats
+            .record(level, &module_of(target, plugin), &rec.message);
         let Some(bus) = self.bus.read().clone() else {
             return;
         };

@@ -88,6 +88,11 @@ pub(crate) fn level_of(level: &tracing::Level) -> LogLevel {
 /// Where console lines go.
 pub type Sink = Arc<Mutex<Box<dyn Write + Send>>>;
 
+/// A [`Sink`] writing to `w` (a file, a buffer in a test, …).
+pub fn sink_to(w: impl Write + Send + 'static) -> Sink {
+    Arc::new(Mutex::new(Box::new(w)))
+}
+
 /// The console layer.
 pub struct ConsoleLayer {
     painter: Painter,

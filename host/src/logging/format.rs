@@ -49,17 +49,23 @@ pub fn metrics_summary(store: &str, eps: u64, total: u64, active_subs: u64) -> S
 }
 
 /// The fields of an emitter worker's activation banner.
+///
+/// The spec's banner shows the BEAM scheduler and process ids; here the
+/// fields are what identifies the worker and its subscriber to an operator.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Activation<'a> {
     /// `"<store>:<selector>"`
     pub topic: &'a str,
     /// The store id.
     pub store: &'a str,
-    /// The scheduler (runtime worker thread) running it.
-    pub scheduler: &'a str,
-    /// The worker's id.
-    pub pid: &'a str,
-    /// The subscriber's id or name.
+    /// The worker: its id as `Emitters::list` and `ProcessLifecycle` name
+    /// it, and whether its subscription is persistent
+    /// (`emitter-3 (persistent subscription projection)`).
+    pub worker: &'a str,
+    /// The OS thread it started on: name, thread id and process id
+    /// (`tokio-runtime-worker, tid 4242, pid 4200`).
+    pub thread: &'a str,
+    /// The subscriber: name and kind (`projector (plugin)`).
     pub subscriber: &'a str,
 }
 
@@ -72,10 +78,10 @@ pub struct Termination<'a> {
     pub store: &'a str,
     /// The selector (stream, `$all`, …).
     pub selector: &'a str,
-    /// The subscriber's id or name.
+    /// The subscriber: name and kind (`projector (plugin)`).
     pub subscriber: &'a str,
-    /// The worker's id.
-    pub pid: &'a str,
+    /// The worker: id and what it delivered (`emitter-3 (120 events delivered)`).
+    pub worker: &'a str,
 }
 
 /// Centres `title` in [`BANNER_WIDTH`] columns (emoji count as two).
@@ -103,8 +109,8 @@ pub fn activation_banner(a: &Activation<'_>) -> (String, String) {
     let body = field_lines(&[
         ("Topic", format!("\"{}\"", a.topic)),
         ("Store", a.store.to_owned()),
-        ("Scheduler", a.scheduler.to_owned()),
-        ("PID", a.pid.to_owned()),
+        ("Worker", a.worker.to_owned()),
+        ("Thread", a.thread.to_owned()),
         ("Subscriber", a.subscriber.to_owned()),
     ]);
     (banner_title("EMITTER WORKER ACTIVATION"), body)
@@ -117,7 +123,7 @@ pub fn termination_banner(t: &Termination<'_>) -> (String, String) {
         ("Store", t.store.to_owned()),
         ("Selector", t.selector.to_owned()),
         ("Subscriber", t.subscriber.to_owned()),
-        ("PID", t.pid.to_owned()),
+        ("Worker", t.worker.to_owned()),
     ]);
     (banner_title("💀 EMITTER WORKER TERMINATION 💀"), body)
 }
@@ -168,9 +174,9 @@ mod tests {
         let (title, body) = activation_banner(&Activation {
             topic: "my_store:stream_name",
             store: "my_store",
-            scheduler: "2",
-            pid: "#PID<0.511.0>",
-            subscriber: "#PID<0.312.0>",
+            worker: "emitter-3 (persistent subscription projection)",
+            thread: "tokio-runtime-worker, tid 4242, pid 4200",
+            subscriber: "projector (plugin)",
         });
         assert_eq!(title.chars().count(), BANNER_WIDTH);
         assert_eq!(title.trim(), "EMITTER WORKER ACTIVATION");
@@ -178,9 +184,9 @@ mod tests {
             body,
             "Topic:      \"my_store:stream_name\"\n\
              Store:      my_store\n\
-             Scheduler:  2\n\
-             PID:        #PID<0.511.0>\n\
-             Subscriber: #PID<0.312.0>\n"
+             Worker:     emitter-3 (persistent subscription projection)\n\
+             Thread:     tokio-runtime-worker, tid 4242, pid 4200\n\
+             Subscriber: projector (plugin)\n"
         );
     }
 
@@ -190,8 +196,8 @@ mod tests {
             reason: ":shutdown",
             store: "my_store",
             selector: "stream_name",
-            subscriber: "#PID<0.312.0>",
-            pid: "#PID<0.511.0>",
+            subscriber: "projector (plugin)",
+            worker: "emitter-3 (120 events delivered)",
         });
         assert_eq!(title.trim(), "💀 EMITTER WORKER TERMINATION 💀");
         // Two emoji are two columns each: 28 chars + 2 = 30 columns, padded to 72.
@@ -201,8 +207,8 @@ mod tests {
             "Reason:     :shutdown\n\
              Store:      my_store\n\
              Selector:   stream_name\n\
-             Subscriber: #PID<0.312.0>\n\
-             PID:        #PID<0.511.0>\n"
+             Subscriber: projector (plugin)\n\
+             Worker:     emitter-3 (120 events delivered)\n"
         );
     }
 }

@@ -4,12 +4,14 @@
 //! [`ConsoleLayer`] (spec formats and colours, honouring `NO_COLOR` and
 //! non-terminal output) and the [`BridgeLayer`] that publishes every record
 //! as a `LogEntry` on the `logging` channel, topic `log:<level>`.
-//! [`format`] holds the spec's line formats and banners.
+//! [`format`] holds the spec's line formats and banners; [`summary`] the
+//! per-interval counts of records behind `LogSummary`.
 
 mod bridge;
 mod console;
 pub mod format;
 mod style;
+pub mod summary;
 
 use std::sync::{Arc, OnceLock};
 
@@ -19,8 +21,9 @@ use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
 
 pub use bridge::{BridgeHandle, BridgeLayer};
-pub use console::{ConsoleLayer, LineFormatter, Sink};
+pub use console::{sink_to, ConsoleLayer, LineFormatter, Sink};
 pub use style::{resolve as color_enabled, Class, Painter};
+pub use summary::LogStats;
 
 use crate::config::ConsoleConfig;
 use crate::messages::logging::{LogEntry, LogLevel};
@@ -75,7 +78,9 @@ pub fn installed() -> Option<Logging> {
     INSTALLED.get().cloned()
 }
 
-fn filter_directive(level: LogLevel) -> &'static str {
+/// The `tracing` filter directive (`"warn"`, …) showing `level` and above:
+/// what [`init`] filters the console with for `[console] level`.
+pub fn filter_directive(level: LogLevel) -> &'static str {
     match level {
         LogLevel::Trace => "trace",
         LogLevel::Debug => "debug",

@@ -63,9 +63,9 @@ fn banners_print_title_and_body() {
     let (title, body) = format::activation_banner(&format::Activation {
         topic: "s:x",
         store: "s",
-        scheduler: "1",
-        pid: "w-1",
-        subscriber: "p",
+        worker: "emitter-1",
+        thread: "main, tid 1, pid 1",
+        subscriber: "p (native handler)",
     });
     let out = capture(Painter::new(false), ConsoleFormat::Pretty, || {
         tracing::info!(class = "success", banner = body.as_str(), "{title}");
@@ -106,4 +106,27 @@ async fn bridge_publishes_log_entries_on_the_logging_channel() {
     assert_eq!(entry.metadata["class"], "action");
     assert!(entry.module.unwrap().contains("logging"));
     assert!(sub.try_recv().is_none(), "exactly one entry, no loop");
+}
+
+#[test]
+fn the_bridge_counts_records_by_level_and_module() {
+    let handle = BridgeHandle::default();
+    let subscriber = tracing_subscriber::registry().with(BridgeLayer::new(handle.clone()));
+    tracing::subscriber::with_default(subscriber, || {
+        tracing::info!("one");
+        tracing::info!("two");
+        tracing::error!(plugin = "guest", "boom");
+    });
+    // No bus attached: nothing published, everything counted.
+    let counts = handle.stats().take();
+    let all = counts.summary();
+    assert_eq!(all.total_logs, 3);
+    assert_eq!(all.log_counts["info"], 2);
+    assert_eq!(all.log_counts["error"], 1);
+    assert_eq!(all.top_errors, ["boom"]);
+    let modules: std::collections::BTreeMap<_, _> = counts.module_summaries().into_iter().collect();
+    assert_eq!(modules["plugin:guest"].total_logs, 1);
+    let own: Vec<_> = modules.keys().filter(|m| m.contains("logging")).collect();
+    assert_eq!(own.len(), 1, "{modules:?}");
+    assert_eq!(modules[own[0]].log_counts["info"], 2);
 }

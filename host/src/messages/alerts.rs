@@ -128,7 +128,8 @@ impl fmt::Display for EscalationLevel {
 /// An alert raised by a component.
 ///
 /// When a payload omits `requires_ack`, it defaults to
-/// [`Severity::requires_ack_by_default`]. Unknown fields are rejected.
+/// [`Severity::requires_ack_by_default`]; a missing `metadata` is empty.
+/// Fields this build does not know are ignored (`docs/compatibility.md`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct SystemAlert {
     /// Unique id of the alert, referenced by [`AlertAck`] and [`AlertEscalation`].
@@ -174,7 +175,6 @@ impl SystemAlert {
 
 /// Wire form of [`SystemAlert`], whose `requires_ack` may be missing.
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 struct SystemAlertWire {
     alert_id: String,
     severity: Severity,
@@ -208,7 +208,6 @@ impl<'de> Deserialize<'de> for SystemAlert {
 
 /// Someone acknowledged an alert.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct AlertAck {
     /// The acknowledged alert's id.
     pub alert_id: String,
@@ -224,7 +223,6 @@ pub struct AlertAck {
 
 /// An alert was escalated to a higher tier.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct AlertEscalation {
     /// The escalated alert's id.
     pub alert_id: String,
@@ -321,16 +319,30 @@ mod tests {
     }
 
     #[test]
-    fn unknown_fields_are_rejected() {
-        let mut bad = alert_json("info");
-        bad["priority"] = json!(1);
-        let err = serde_json::from_value::<SystemAlert>(bad).unwrap_err();
-        assert!(err.to_string().contains("unknown field"), "{err}");
+    fn unknown_fields_are_ignored_and_required_ones_still_required() {
+        // A newer publisher's extra field is ignored; everything else reads.
+        let mut newer = alert_json("error");
+        newer["priority"] = json!(1);
+        newer["metadata"] = json!({"disk": "sda"});
+        let alert = parse(newer);
+        assert_eq!(alert.alert_id, "a1");
+        assert_eq!(alert.metadata["disk"], "sda");
+        assert!(alert.requires_ack, "defaulted from the severity");
         let mut ack = json!({"alert_id": "a1", "ack_by": "u1", "ack_note": "on it"});
         let parsed: AlertAck = serde_json::from_value(ack.clone()).unwrap();
         assert_eq!(parsed.ack_note.as_deref(), Some("on it"));
         assert_eq!(serde_json::to_value(&parsed).unwrap(), ack);
         ack["acked"] = json!(true);
-        assert!(serde_json::from_value::<AlertAck>(ack).is_err());
+        let with_extra: AlertAck = serde_json::from_value(ack).unwrap();
+        assert_eq!(with_extra, parsed);
+        assert_eq!(with_extra.resolution, None);
+
+        let mut missing = alert_json("info");
+        missing.as_object_mut().unwrap().remove("source");
+        let err = serde_json::from_value::<SystemAlert>(missing).unwrap_err();
+        assert!(err.to_string().contains("missing field `source`"), "{err}");
+        let mut wrong = alert_json("info");
+        wrong["requires_ack"] = json!("yes");
+        assert!(serde_json::from_value::<SystemAlert>(wrong).is_err());
     }
 }

@@ -6,19 +6,17 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::{MessageError, MessageKind};
+use super::{MessageError, MessageKind, SchemaVersion};
 use crate::bus::Channel;
-
-/// Current schema version of the envelope and of the typed payloads.
-pub const SCHEMA_VERSION: u32 = 1;
 
 /// A message on the bus: routing data, provenance, and a JSON payload whose
 /// shape is the typed struct named by `kind`.
 ///
 /// Serialised, the timestamp is RFC 3339 in UTC with milliseconds
-/// (`2025-07-27T11:30:00.000Z`).
+/// (`2025-07-27T11:30:00.000Z`). Deserialising ignores fields this build
+/// does not know, so an envelope from a newer publisher still reads; see
+/// [`Envelope::schema`] for the payload's version.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct Envelope {
     /// Time-ordered unique id (UUIDv7).
     pub id: Uuid,
@@ -40,12 +38,21 @@ pub struct Envelope {
     /// Id of the message that caused this one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub causation_id: Option<String>,
-    /// Version of the payload schema.
+    /// Major version of the payload's schema for this kind (`1` today; see
+    /// [`SchemaVersion`]). Plugins receive it as `message.schema-version`.
     pub schema_version: u32,
+    /// Minor version of the payload's schema for this kind; serialised only
+    /// when it is not 0, so a `1.0` envelope reads as it always has.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub schema_minor: u32,
     /// The payload, fixed at construction (see [`Envelope::payload`] and
     /// [`Envelope::payload_text`]). Serialised as JSON.
     #[serde(with = "payload_json")]
     payload: Payload,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// A payload kept as JSON text — the form plugins, the store and the size
@@ -84,9 +91,10 @@ impl std::fmt::Debug for Payload {
 }
 
 impl Envelope {
-    /// A new envelope with a fresh id and the current time. Not validated:
-    /// the bus validates on publish. The payload is rendered to JSON text
-    /// here, once, where the message is made.
+    /// A new envelope with a fresh id and the current time, stamped with the
+    /// schema version this build knows of `kind` (1.0 for `custom.*` and
+    /// store-event kinds). Not validated: the bus validates on publish. The
+    /// payload is rendered to JSON text here, once, where the message is made.
     pub fn new(
         channel: Channel,
         topic: impl Into<String>,
@@ -119,13 +127,27 @@ impl Envelope {
         Ok(Envelope::with_payload(channel, topic, kind, text, node))
     }
 
-    /// `text` must be valid JSON.
+    /// `text` must be valid JSON. Stamped with the kind's schema version.
     fn with_payload(
         channel: Channel,
         topic: impl Into<String>,
         kind: impl Into<String>,
         text: String,
         node: impl Into<String>,
+    ) -> Envelope {
+        let kind = kind.into();
+        let schema = super::schema_of(&kind).unwrap_or_default();
+        Envelope::stamped(channel, topic, kind, text, node, schema)
+    }
+
+    /// `text` must be valid JSON.
+    fn stamped(
+        channel: Channel,
+        topic: impl Into<String>,
+        kind: impl Into<String>,
+        text: String,
+        node: impl Into<String>,
+        schema: SchemaVersion,
     ) -> Envelope {
         let now = Utc::now();
         Envelope {
@@ -137,7 +159,8 @@ impl Envelope {
             node: node.into(),
             correlation_id: None,
             causation_id: None,
-            schema_version: SCHEMA_VERSION,
+            schema_version: schema.major,
+            schema_minor: schema.minor,
             payload: Payload {
                 text,
                 parsed: OnceLock::new(),
@@ -145,7 +168,8 @@ impl Envelope {
         }
     }
 
-    /// An envelope for a typed payload, on the kind's own channel.
+    /// An envelope for a typed payload, on the kind's own channel, stamped
+    /// with [`K::SCHEMA`](MessageKind::SCHEMA).
     ///
     /// # Errors
     /// [`MessageError::InvalidPayload`] if the payload cannot be serialised.
@@ -158,12 +182,13 @@ impl Envelope {
             kind: K::KIND.to_owned(),
             reason: e.to_string(),
         })?;
-        Ok(Envelope::with_payload(
+        Ok(Envelope::stamped(
             K::CHANNEL,
             topic,
             K::KIND,
             text,
             node,
+            K::SCHEMA,
         ))
     }
 
@@ -179,11 +204,30 @@ impl Envelope {
         self
     }
 
-    /// Decodes the payload as `K`.
+    /// Sets the schema version stamped on the envelope (`schema_version`
+    /// and `schema_minor`): for forwarding a message as its publisher
+    /// stamped it.
+    pub fn with_schema(mut self, version: SchemaVersion) -> Self {
+        self.schema_version = version.major;
+        self.schema_minor = version.minor;
+        self
+    }
+
+    /// The payload's schema version, `schema_version.schema_minor`.
+    pub fn schema(&self) -> SchemaVersion {
+        SchemaVersion::new(self.schema_version, self.schema_minor)
+    }
+
+    /// Decodes the payload as `K`, tolerantly: fields `K` does not know are
+    /// ignored and optional fields the payload leaves out take their
+    /// defaults, so a payload of any minor version of `K`'s major decodes.
     ///
     /// # Errors
     /// [`MessageError::KindMismatch`] if the envelope holds another kind,
-    /// [`MessageError::InvalidPayload`] if the payload does not fit `K`.
+    /// [`MessageError::UnsupportedSchemaVersion`] if its schema's major is
+    /// newer than [`K::SCHEMA`](MessageKind::SCHEMA)'s,
+    /// [`MessageError::InvalidPayload`] if the payload does not fit `K`
+    /// (a required field missing, a field of the wrong type).
     pub fn decode<K: MessageKind>(&self) -> Result<K, MessageError> {
         if self.kind != K::KIND {
             return Err(MessageError::KindMismatch {
@@ -191,6 +235,7 @@ impl Envelope {
                 actual: self.kind.clone(),
             });
         }
+        K::SCHEMA.check(&self.kind, self.schema())?;
         serde_json::from_str(&self.payload.text).map_err(|e| MessageError::InvalidPayload {
             kind: self.kind.clone(),
             reason: e.to_string(),
@@ -262,6 +307,7 @@ mod rfc3339_ms {
 mod tests {
     use super::*;
     use crate::messages::system::{LifecycleEvent, SystemLifecycle};
+    use crate::messages::SCHEMA_VERSION;
 
     #[test]
     fn serialises_with_rfc3339_ms_and_round_trips() {
@@ -325,6 +371,181 @@ mod tests {
             "n",
         );
         assert!(a.id < b.id);
+    }
+
+    /// What a newer node (same major, minor 4) sends: an envelope with a
+    /// field this build does not know, and a `SystemAlert` payload with an
+    /// added optional field and without the optional ones it may omit.
+    fn from_a_newer_publisher(major: u32, minor: u32) -> serde_json::Value {
+        let alert = crate::messages::alerts::SystemAlert::new(
+            "a-7",
+            crate::messages::alerts::Severity::Critical,
+            crate::messages::alerts::AlertCategory::Data,
+            "disk full",
+            "sda at 99%",
+            "node2",
+        );
+        let env = Envelope::typed("system_alert:data", &alert, "node2").unwrap();
+        let mut json = serde_json::to_value(&env).unwrap();
+        json["schema_version"] = serde_json::json!(major);
+        json["schema_minor"] = serde_json::json!(minor);
+        json["trace_flags"] = serde_json::json!("01");
+        let payload = json["payload"].as_object_mut().unwrap();
+        payload.remove("metadata");
+        payload.remove("requires_ack");
+        payload.insert("runbook_url".into(), serde_json::json!("https://ops/disk"));
+        json
+    }
+
+    #[test]
+    fn a_newer_minor_from_a_newer_publisher_is_read() {
+        use crate::messages::alerts::{AlertCategory, Severity, SystemAlert};
+        let env: Envelope = serde_json::from_value(from_a_newer_publisher(1, 4)).unwrap();
+        assert_eq!(env.schema(), SchemaVersion::new(1, 4));
+        crate::messages::validate(&env, 1 << 20).unwrap();
+        let alert = env.decode::<SystemAlert>().unwrap();
+        assert_eq!(alert.alert_id, "a-7");
+        assert_eq!(alert.severity, Severity::Critical);
+        assert_eq!(alert.category, AlertCategory::Data);
+        assert_eq!(
+            (
+                alert.title.as_str(),
+                alert.description.as_str(),
+                alert.source.as_str()
+            ),
+            ("disk full", "sda at 99%", "node2")
+        );
+        // Missing optional fields take their defaults.
+        assert!(alert.metadata.is_empty());
+        assert!(
+            alert.requires_ack,
+            "critical alerts default to requiring an ack"
+        );
+        // The field this build does not know is still in the payload for
+        // readers that do.
+        assert_eq!(env.payload()["runbook_url"], "https://ops/disk");
+        // Re-serialised, the minor is kept.
+        assert_eq!(serde_json::to_value(&env).unwrap()["schema_minor"], 4);
+    }
+
+    #[test]
+    fn a_newer_major_is_refused_naming_the_kind_and_both_versions() {
+        use crate::messages::alerts::SystemAlert;
+        let env: Envelope = serde_json::from_value(from_a_newer_publisher(2, 1)).unwrap();
+        let err = env.decode::<SystemAlert>().unwrap_err();
+        assert_eq!(
+            err,
+            MessageError::UnsupportedSchemaVersion {
+                kind: "SystemAlert".into(),
+                found: SchemaVersion::new(2, 1),
+                supported: SchemaVersion::new(1, 0),
+            }
+        );
+        let text = err.to_string();
+        assert!(
+            text.contains("`SystemAlert`") && text.contains("2.1") && text.contains("1.0"),
+            "{text}"
+        );
+        assert_eq!(crate::messages::validate(&env, 1 << 20), Err(err));
+    }
+
+    #[test]
+    fn a_one_point_zero_envelope_serialises_as_before_minors_existed() {
+        let env = Envelope::typed(
+            "system_lifecycle:x",
+            &SystemLifecycle {
+                event: LifecycleEvent::Started,
+                system_name: "x".into(),
+                version: "1".into(),
+            },
+            "n",
+        )
+        .unwrap();
+        let json = serde_json::to_value(&env).unwrap();
+        assert_eq!(json["schema_version"], 1);
+        assert!(json.get("schema_minor").is_none(), "{json}");
+        // And an envelope without `schema_minor` reads as minor 0.
+        let back: Envelope = serde_json::from_value(json).unwrap();
+        assert_eq!(back.schema(), SchemaVersion::new(1, 0));
+    }
+
+    /// A kind at schema 1.2 whose `region` field was added in 1.1 and
+    /// `priority` in 1.2, both optional.
+    #[derive(Debug, PartialEq, Serialize, Deserialize)]
+    struct Probe {
+        name: String,
+        #[serde(default)]
+        region: Option<String>,
+        #[serde(default)]
+        priority: u8,
+    }
+
+    mod probe {
+        use super::Probe;
+        crate::messages::kind::message_kinds! { Probe => Health @ (1, 2) }
+    }
+
+    #[test]
+    fn a_kind_at_a_later_minor_reads_older_and_newer_minors_of_its_major() {
+        assert_eq!(<Probe as MessageKind>::SCHEMA, SchemaVersion::new(1, 2));
+        assert_eq!(probe::KINDS[0].schema, SchemaVersion::new(1, 2));
+        let probe = |payload: serde_json::Value, v: SchemaVersion| {
+            Envelope::new(Channel::Health, "probe", "Probe", payload, "n").with_schema(v)
+        };
+        // From a 1.0 publisher: the fields added since take their defaults.
+        let old = probe(serde_json::json!({"name": "p"}), SchemaVersion::new(1, 0));
+        assert_eq!(
+            old.decode::<Probe>().unwrap(),
+            Probe {
+                name: "p".into(),
+                region: None,
+                priority: 0
+            }
+        );
+        // From a 1.5 publisher: its extra field is ignored.
+        let newer = probe(
+            serde_json::json!({"name": "p", "region": "eu", "priority": 3, "zone": "b"}),
+            SchemaVersion::new(1, 5),
+        );
+        assert_eq!(
+            newer.decode::<Probe>().unwrap(),
+            Probe {
+                name: "p".into(),
+                region: Some("eu".into()),
+                priority: 3
+            }
+        );
+        // From a 2.0 publisher: refused, with this reader's 1.2.
+        let err = probe(serde_json::json!({"name": "p"}), SchemaVersion::new(2, 0))
+            .decode::<Probe>()
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("`Probe`")
+                && err.to_string().contains("2.0")
+                && err.to_string().contains("1.2"),
+            "{err}"
+        );
+        // Typed envelopes are stamped with the kind's version.
+        let typed = Envelope::typed(
+            "probe",
+            &Probe {
+                name: "p".into(),
+                region: None,
+                priority: 1,
+            },
+            "n",
+        )
+        .unwrap();
+        assert_eq!(typed.schema(), SchemaVersion::new(1, 2));
+        assert_eq!(serde_json::to_value(&typed).unwrap()["schema_minor"], 2);
+        // A required field is still required.
+        let err = probe(
+            serde_json::json!({"region": "eu"}),
+            SchemaVersion::new(1, 2),
+        )
+        .decode::<Probe>()
+        .unwrap_err();
+        assert!(matches!(err, MessageError::InvalidPayload { .. }), "{err}");
     }
 
     #[test]

@@ -12,9 +12,30 @@
 //! - Any other kind is [`MessageError::UnknownKind`].
 //! - A payload whose JSON encoding exceeds the bus's `max_payload_bytes`
 //!   (default 1 MiB) is [`MessageError::TooLarge`].
+//!
+//! # Schema evolution
+//! Every spec kind has a [`SchemaVersion`] (`major.minor`, `1.0` for every
+//! kind today; [`schema_of`]), stamped on each envelope (`schema_version` =
+//! major, `schema_minor` = minor). Decoding is tolerant, so a kind can grow
+//! without breaking older readers:
+//! - fields a reader does not know are ignored (the payload text itself
+//!   travels unchanged, so a plugin or subscriber that knows them still
+//!   reads them);
+//! - optional fields a payload leaves out take their defaults (`None`, an
+//!   empty map or list, or the documented default such as
+//!   `SystemAlert::requires_ack`);
+//! - required fields must be present and every field must have its type:
+//!   a payload that does not fit is still [`MessageError::InvalidPayload`];
+//! - a payload of a newer **major** version than this build's is
+//!   [`MessageError::UnsupportedSchemaVersion`], naming the kind and both
+//!   versions, both at publish ([`validate`]) and at [`Envelope::decode`].
+//!
+//! The policy (what a minor and a major bump may change) is
+//! `docs/compatibility.md`.
 
 mod envelope;
 mod kind;
+mod schema;
 
 pub mod alerts;
 pub mod audit;
@@ -30,8 +51,11 @@ pub mod tracking;
 use std::collections::HashMap;
 use std::sync::OnceLock;
 
-pub use envelope::{Envelope, SCHEMA_VERSION};
+pub use envelope::Envelope;
 pub use kind::MessageKind;
+pub use schema::{SchemaVersion, SCHEMA_VERSION};
+
+use kind::KindEntry;
 
 use crate::bus::Channel;
 
@@ -77,6 +101,16 @@ pub enum MessageError {
         /// The configured limit.
         limit: usize,
     },
+    /// The payload's schema has a newer major version than this build reads.
+    #[error("message kind `{kind}` has schema version {found}, newer than version {supported} known to this build: a newer major version is a breaking change; upgrade this reader to read it")]
+    UnsupportedSchemaVersion {
+        /// The kind given.
+        kind: String,
+        /// The version stamped on the message.
+        found: SchemaVersion,
+        /// The kind's version in this build.
+        supported: SchemaVersion,
+    },
     /// `decode` was asked for another kind than the envelope holds.
     #[error("expected a `{expected}` message, got `{actual}`")]
     KindMismatch {
@@ -87,10 +121,7 @@ pub enum MessageError {
     },
 }
 
-/// Checks a payload's JSON text against a kind's struct.
-type Validator = fn(&str) -> Result<(), serde_json::Error>;
-
-type KindRegistry = HashMap<&'static str, (Channel, Validator), foldhash::fast::RandomState>;
+type KindRegistry = HashMap<&'static str, KindEntry, foldhash::fast::RandomState>;
 
 fn registry() -> &'static KindRegistry {
     static REGISTRY: OnceLock<KindRegistry> = OnceLock::new();
@@ -109,19 +140,28 @@ fn registry() -> &'static KindRegistry {
         ]
         .into_iter()
         .flatten()
-        .map(|(kind, channel, validate)| (*kind, (*channel, *validate)))
+        .map(|entry| (entry.kind, *entry))
         .collect()
     })
 }
 
 /// The channel a spec kind belongs to, or `None` for other kinds.
 pub fn channel_of(kind: &str) -> Option<Channel> {
-    registry().get(kind).map(|(c, _)| *c)
+    registry().get(kind).map(|e| e.channel)
+}
+
+/// The schema version this build knows of a spec kind, or `None` for other
+/// kinds (`custom.*` and store-event kinds have no host schema).
+pub fn schema_of(kind: &str) -> Option<SchemaVersion> {
+    if is_custom(kind) {
+        return None;
+    }
+    registry().get(kind).map(|e| e.schema)
 }
 
 /// Every spec kind with its channel, sorted by channel then kind.
 pub fn spec_kinds() -> Vec<(&'static str, Channel)> {
-    let mut all: Vec<_> = registry().iter().map(|(k, (c, _))| (*k, *c)).collect();
+    let mut all: Vec<_> = registry().iter().map(|(k, e)| (*k, e.channel)).collect();
     all.sort_by_key(|(k, c)| (*c, *k));
     all
 }
@@ -135,8 +175,11 @@ fn is_custom(kind: &str) -> bool {
     })
 }
 
-/// Checks an envelope's kind against its channel, its payload against the
-/// kind's schema, and the payload's encoded size against `max_payload_bytes`.
+/// Checks an envelope's kind against its channel, its schema version against
+/// the kind's (a newer major is refused, any minor accepted), its payload
+/// against the kind's schema (unknown fields ignored, missing optional
+/// fields defaulted, missing required fields and wrong types refused), and
+/// the payload's encoded size against `max_payload_bytes`.
 ///
 /// # Errors
 /// The [`MessageError`] naming the kind and the cause.
@@ -154,15 +197,16 @@ pub fn validate(env: &Envelope, max_payload_bytes: usize) -> Result<(), MessageE
         return Ok(());
     }
     match registry().get(env.kind.as_str()) {
-        Some((channel, validator)) => {
-            if *channel != env.channel {
+        Some(entry) => {
+            if entry.channel != env.channel {
                 return Err(MessageError::WrongChannel {
                     kind: env.kind.clone(),
-                    expected: *channel,
+                    expected: entry.channel,
                     actual: env.channel,
                 });
             }
-            validator(env.payload_text()).map_err(|e| MessageError::InvalidPayload {
+            entry.schema.check(&env.kind, env.schema())?;
+            (entry.validate)(env.payload_text()).map_err(|e| MessageError::InvalidPayload {
                 kind: env.kind.clone(),
                 reason: e.to_string(),
             })
@@ -236,6 +280,268 @@ mod tests {
                 "{bad}: {err}"
             );
         }
+    }
+
+    /// Every spec kind with exactly its required fields (a valid value for
+    /// each). Everything else in its struct is optional.
+    fn minimal_payloads() -> Vec<(&'static str, serde_json::Value)> {
+        vec![
+            (
+                "SystemLifecycle",
+                json!({"event": "started", "system_name": "s", "version": "1"}),
+            ),
+            ("SystemConfig", json!({"component": "c", "changed_by": "u"})),
+            (
+                "FeatureToggle",
+                json!({"feature": "f", "enabled": true, "previous_state": false, "changed_by": "u"}),
+            ),
+            (
+                "NodeHealth",
+                json!({"node": "n", "status": "healthy", "load_avg": 0.5,
+                       "memory_usage": 0.1, "disk_usage": 0.2}),
+            ),
+            (
+                "ClusterHealth",
+                json!({"status": "healthy", "healthy_nodes": 1, "total_nodes": 1,
+                       "degraded_nodes": 0, "unhealthy_nodes": 0, "quorum_status": "available"}),
+            ),
+            (
+                "ComponentHealth",
+                json!({"component": "c", "status": "degraded", "last_check": "t"}),
+            ),
+            (
+                "HealthCheck",
+                json!({"check_name": "disk", "result": "pass", "duration_ms": 3}),
+            ),
+            (
+                "PerformanceMetric",
+                json!({"metric_name": "m", "value": 1.5, "unit": "ms", "component": "c"}),
+            ),
+            (
+                "ThroughputMetric",
+                json!({"operation": "o", "count": 1, "duration_ms": 1, "rate_per_sec": 1.0}),
+            ),
+            (
+                "LatencyMetric",
+                json!({"operation": "o", "latency_ms": 1.0, "percentile": "p99", "sample_count": 1}),
+            ),
+            (
+                "ResourceUsage",
+                json!({"component": "c", "cpu_percent": 1.0, "memory_bytes": 1,
+                       "disk_bytes": 1, "open_handles": 1}),
+            ),
+            (
+                "ProcessLifecycle",
+                json!({"name": "p", "module": "m", "event": "crashed", "restart_count": 0}),
+            ),
+            ("NodeLifecycle", json!({"node": "n", "event": "joined"})),
+            (
+                "ClusterMembership",
+                json!({"event": "node_added", "total_nodes": 1, "quorum_status": "lost"}),
+            ),
+            (
+                "SystemAlert",
+                json!({"alert_id": "a", "severity": "error", "category": "data",
+                       "title": "t", "description": "d", "source": "s"}),
+            ),
+            ("AlertAck", json!({"alert_id": "a", "ack_by": "u"})),
+            (
+                "AlertEscalation",
+                json!({"alert_id": "a", "to_level": "level1", "escalation_reason": "r",
+                       "escalated_by": "e"}),
+            ),
+            (
+                "DataChange",
+                json!({"user_id": "u", "resource_type": "stream", "resource_id": "r",
+                       "action": "create"}),
+            ),
+            (
+                "AdminAction",
+                json!({"admin_user_id": "u", "action_type": "a", "target_resource": "r"}),
+            ),
+            (
+                "AccessLog",
+                json!({"user_id": "u", "resource_type": "t", "resource_id": "r",
+                       "action": "read", "success": true, "duration_ms": 1}),
+            ),
+            (
+                "DebugTrace",
+                json!({"trace_id": "t", "component": "c", "operation": "o"}),
+            ),
+            (
+                "PerformanceAnalysis",
+                json!({"analysis_id": "a", "component": "c", "analysis_type": "bottleneck",
+                       "severity": "info"}),
+            ),
+            (
+                "AuthEvent",
+                json!({"user_id": "u", "event_type": "logout", "auth_method": "token"}),
+            ),
+            (
+                "AccessViolation",
+                json!({"user_id": "u", "violation_type": "v", "resource": "r",
+                       "action": "publish", "severity": "warning"}),
+            ),
+            (
+                "SecurityAlert",
+                json!({"alert_type": "a", "severity": "critical", "description": "d"}),
+            ),
+            (
+                "LogEntry",
+                json!({"log_id": "l", "level": "info", "message": "m"}),
+            ),
+            (
+                "LogSummary",
+                json!({"summary_id": "s", "time_period": "1h", "error_rate": 0.0, "total_logs": 0}),
+            ),
+            (
+                "LogRotation",
+                json!({"rotation_id": "r", "log_type": "audit", "old_file": "a", "new_file": "b",
+                       "file_size": 1, "entries_count": 1}),
+            ),
+            (
+                "SubscriptionHealth",
+                json!({"store": "s", "subscription": "p", "event": "heartbeat",
+                       "status": "healthy", "breaker": "closed", "event_count": 0,
+                       "error_count": 0, "consecutive_failures": 0}),
+            ),
+            (
+                "HealthSummary",
+                json!({"store": "s", "total": 0, "healthy": 0, "degraded": 0, "failed": 0,
+                       "registering": 0, "unknown": 0}),
+            ),
+            (
+                "MetricsSummary",
+                json!({"store": "s", "events_per_second": 0.0, "total_events": 0,
+                       "active_subscriptions": 0, "queue_depth": 0, "dropped": 0}),
+            ),
+        ]
+    }
+
+    /// The minimal payload of `kind`.
+    fn minimal(kind: &str) -> serde_json::Value {
+        minimal_payloads()
+            .into_iter()
+            .find_map(|(k, v)| (k == kind).then_some(v))
+            .unwrap()
+    }
+
+    fn of_kind(kind: &str, payload: serde_json::Value) -> Envelope {
+        env(channel_of(kind).unwrap(), kind, payload)
+    }
+
+    #[test]
+    fn every_kind_accepts_unknown_fields_and_requires_its_required_ones() {
+        let table = minimal_payloads();
+        let mut covered: Vec<_> = table.iter().map(|(k, _)| *k).collect();
+        covered.sort_unstable();
+        let mut all: Vec<_> = spec_kinds().into_iter().map(|(k, _)| k).collect();
+        all.sort_unstable();
+        assert_eq!(covered, all, "the table must list every spec kind");
+
+        for (kind, minimal) in table {
+            // Only the required fields: valid; the optional ones default.
+            validate(&of_kind(kind, minimal.clone()), 1 << 20)
+                .unwrap_or_else(|e| panic!("{kind} minimal: {e}"));
+
+            // A newer publisher's extra fields: valid, and the payload text
+            // travels unchanged, so readers that know them still see them.
+            let mut newer = minimal.clone();
+            newer["added_in_a_later_minor"] = json!({"nested": [1, 2]});
+            let e = of_kind(kind, newer);
+            validate(&e, 1 << 20).unwrap_or_else(|e| panic!("{kind} + extra field: {e}"));
+            assert_eq!(e.payload()["added_in_a_later_minor"]["nested"][1], 2);
+
+            // Each required field: leaving it out, or giving it a wrong
+            // type, is still an invalid payload.
+            for field in minimal.as_object().unwrap().keys() {
+                let mut missing = minimal.clone();
+                missing.as_object_mut().unwrap().remove(field);
+                let err = validate(&of_kind(kind, missing), 1 << 20).unwrap_err();
+                assert!(
+                    matches!(&err, MessageError::InvalidPayload { kind: k, reason }
+                        if k == kind && reason.contains(&format!("missing field `{field}`"))),
+                    "{kind} without {field}: {err}"
+                );
+                let mut wrong = minimal.clone();
+                wrong[field] = json!([[]]);
+                let err = validate(&of_kind(kind, wrong), 1 << 20).unwrap_err();
+                assert!(
+                    matches!(&err, MessageError::InvalidPayload { kind: k, .. } if k == kind),
+                    "{kind} with a wrong-typed {field}: {err}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn every_kind_is_stamped_with_its_schema_version() {
+        for (kind, _) in spec_kinds() {
+            let v = schema_of(kind).unwrap();
+            assert_eq!(v, SchemaVersion::INITIAL, "{kind}");
+            let e = of_kind(kind, json!({}));
+            assert_eq!(e.schema(), v, "{kind}");
+        }
+        assert_eq!(schema_of("custom.thing"), None);
+        assert_eq!(schema_of("OrderPlaced"), None);
+        let custom = env(Channel::Events, "custom.thing", json!({}));
+        assert_eq!(custom.schema(), SchemaVersion::new(SCHEMA_VERSION, 0));
+    }
+
+    #[test]
+    fn a_newer_major_is_refused_at_publish_naming_kind_and_versions() {
+        let (kind, payload) = ("SystemAlert", minimal("SystemAlert"));
+        let e = of_kind(kind, payload.clone()).with_schema(SchemaVersion::new(2, 0));
+        let err = validate(&e, 1 << 20).unwrap_err();
+        assert_eq!(
+            err,
+            MessageError::UnsupportedSchemaVersion {
+                kind: kind.into(),
+                found: SchemaVersion::new(2, 0),
+                supported: SchemaVersion::new(1, 0),
+            }
+        );
+        let text = err.to_string();
+        assert!(
+            text.contains("`SystemAlert`") && text.contains("2.0") && text.contains("1.0"),
+            "{text}"
+        );
+        // A newer minor of the same major is accepted.
+        validate(
+            &of_kind(kind, payload).with_schema(SchemaVersion::new(1, 7)),
+            1 << 20,
+        )
+        .unwrap();
+        // Custom and store-event kinds have no host schema: not checked.
+        for (channel, kind) in [
+            (Channel::Audit, "custom.x"),
+            (Channel::Events, "OrderPlaced"),
+        ] {
+            let e = env(channel, kind, json!({})).with_schema(SchemaVersion::new(9, 0));
+            validate(&e, 1 << 20).unwrap();
+        }
+    }
+
+    #[test]
+    fn the_bus_refuses_a_newer_major_and_delivers_nothing() {
+        let bus = crate::bus::Bus::new(crate::bus::BusConfig::default());
+        let sub = bus.subscriber("reader").unwrap();
+        sub.subscribe(Channel::Alerts, ">").unwrap();
+        let payload = minimal("SystemAlert");
+        let newer = of_kind("SystemAlert", payload.clone()).with_schema(SchemaVersion::new(3, 1));
+        let err = bus.publish_now(newer).unwrap_err();
+        assert!(
+            matches!(
+                &err,
+                crate::bus::BusError::Message(MessageError::UnsupportedSchemaVersion { kind, found, .. })
+                    if kind == "SystemAlert" && *found == SchemaVersion::new(3, 1)
+            ),
+            "{err}"
+        );
+        assert!(sub.try_recv().is_none());
+        let minor = of_kind("SystemAlert", payload).with_schema(SchemaVersion::new(1, 3));
+        bus.publish_now(minor).unwrap();
+        assert_eq!(sub.try_recv().unwrap().schema(), SchemaVersion::new(1, 3));
     }
 
     #[test]

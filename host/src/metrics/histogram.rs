@@ -205,17 +205,7 @@ impl LatencyHistogram {
     /// Summarises everything recorded since construction or the last
     /// [`take`](Self::take), without resetting.
     pub fn snapshot(&self) -> LatencySnapshot {
-        let mut buckets = [0u64; BUCKETS];
-        for (dst, src) in buckets.iter_mut().zip(&self.buckets) {
-            *dst = src.load(Relaxed);
-        }
-        summarize(
-            &buckets,
-            self.count.load(Relaxed),
-            self.sum_us.load(Relaxed),
-            self.min_us.load(Relaxed),
-            self.max_us.load(Relaxed),
-        )
+        self.counts().summary()
     }
 
     /// Summarises and resets in one pass: each counter is atomically swapped
@@ -223,15 +213,119 @@ impl LatencyHistogram {
     /// one `take` (a sample racing with this call may land in the next one).
     /// Meant to be called once per reporting interval.
     pub fn take(&self) -> LatencySnapshot {
+        self.take_counts().summary()
+    }
+
+    /// The raw counters recorded since construction or the last take,
+    /// without resetting (for exporters that need the buckets).
+    pub fn counts(&self) -> HistogramCounts {
+        let mut buckets = [0u64; BUCKETS];
+        for (dst, src) in buckets.iter_mut().zip(&self.buckets) {
+            *dst = src.load(Relaxed);
+        }
+        HistogramCounts {
+            buckets,
+            count: self.count.load(Relaxed),
+            sum_us: self.sum_us.load(Relaxed),
+            min_us: self.min_us.load(Relaxed),
+            max_us: self.max_us.load(Relaxed),
+        }
+    }
+
+    /// [`take`](Self::take), returning the raw counters.
+    pub fn take_counts(&self) -> HistogramCounts {
         let count = self.count.swap(0, Relaxed);
         let mut buckets = [0u64; BUCKETS];
         for (dst, src) in buckets.iter_mut().zip(&self.buckets) {
             *dst = src.swap(0, Relaxed);
         }
-        let sum = self.sum_us.swap(0, Relaxed);
-        let min = self.min_us.swap(u64::MAX, Relaxed);
-        let max = self.max_us.swap(0, Relaxed);
-        summarize(&buckets, count, sum, min, max)
+        HistogramCounts {
+            buckets,
+            count,
+            sum_us: self.sum_us.swap(0, Relaxed),
+            min_us: self.min_us.swap(u64::MAX, Relaxed),
+            max_us: self.max_us.swap(0, Relaxed),
+        }
+    }
+}
+
+/// The raw counters of a [`LatencyHistogram`] at one moment: what
+/// [`snapshot`](LatencyHistogram::snapshot) summarises, kept whole so that
+/// several can be added up (e.g. every interval taken so far) and exported
+/// bucket by bucket.
+#[derive(Clone, PartialEq, Eq)]
+pub struct HistogramCounts {
+    buckets: [u64; BUCKETS],
+    count: u64,
+    sum_us: u64,
+    /// `u64::MAX` when empty.
+    min_us: u64,
+    max_us: u64,
+}
+
+impl Default for HistogramCounts {
+    /// No samples.
+    fn default() -> Self {
+        HistogramCounts {
+            buckets: [0; BUCKETS],
+            count: 0,
+            sum_us: 0,
+            min_us: u64::MAX,
+            max_us: 0,
+        }
+    }
+}
+
+impl fmt::Debug for HistogramCounts {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HistogramCounts")
+            .field("samples", &self.samples())
+            .field("sum_us", &self.sum_us)
+            .finish_non_exhaustive()
+    }
+}
+
+impl HistogramCounts {
+    /// Adds `other`'s samples to these.
+    pub fn add(&mut self, other: &HistogramCounts) {
+        for (a, b) in self.buckets.iter_mut().zip(&other.buckets) {
+            *a += b;
+        }
+        self.count += other.count;
+        self.sum_us = self.sum_us.wrapping_add(other.sum_us);
+        self.min_us = self.min_us.min(other.min_us);
+        self.max_us = self.max_us.max(other.max_us);
+    }
+
+    /// Number of samples, as the buckets count them (equal to the recorded
+    /// count except for a sample racing with the read).
+    pub fn samples(&self) -> u64 {
+        self.buckets.iter().sum()
+    }
+
+    /// Sum of the samples, in microseconds.
+    pub fn sum_us(&self) -> u64 {
+        self.sum_us
+    }
+
+    /// Every bucket in order as `(upper bound in µs, inclusive; samples)`;
+    /// the last, the overflow bucket, has the bound `u64::MAX`.
+    pub fn buckets(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
+        self.buckets
+            .iter()
+            .enumerate()
+            .map(|(i, &n)| (bucket_upper(i), n))
+    }
+
+    /// Count, extremes, mean and percentiles.
+    pub fn summary(&self) -> LatencySnapshot {
+        summarize(
+            &self.buckets,
+            self.count,
+            self.sum_us,
+            self.min_us,
+            self.max_us,
+        )
     }
 }
 
@@ -617,6 +711,35 @@ mod tests {
         assert!(takes > 0);
         assert_eq!(taken + h.take().count, THREADS * PER_THREAD);
         assert!(h.snapshot().is_empty());
+    }
+
+    #[test]
+    fn counts_add_up_across_takes() {
+        let h = LatencyHistogram::new();
+        let mut total = HistogramCounts::default();
+        assert_eq!(total.summary(), LatencySnapshot::default());
+        for v in [3, 9, 40] {
+            h.record_micros(v);
+        }
+        total.add(&h.take_counts());
+        h.record_micros(1_000);
+        h.record_micros(u64::MAX / 4);
+        let live = h.counts();
+        assert_eq!(live.samples(), 2);
+        total.add(&live);
+        assert_eq!(total.samples(), 5);
+        assert_eq!(total.sum_us(), 3 + 9 + 40 + 1_000 + u64::MAX / 4);
+        let s = total.summary();
+        assert_eq!((s.count, s.min_us, s.max_us), (5, 3, u64::MAX / 4));
+        // Every sample is in the bucket whose bound holds it.
+        let buckets: Vec<(u64, u64)> = total.buckets().filter(|(_, n)| *n > 0).collect();
+        assert_eq!(
+            buckets,
+            vec![(3, 1), (9, 1), (47, 1), (1_023, 1), (u64::MAX, 1)]
+        );
+        assert_eq!(total.buckets().count(), BUCKETS);
+        // Taking left the live histogram with the later samples only.
+        assert_eq!(h.snapshot().count, 2);
     }
 
     #[test]

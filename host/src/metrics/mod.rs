@@ -1,13 +1,19 @@
 //! Metrics: cheap counters on the hot path, published on the `metrics` channel.
 //!
-//! [`MetricsCollector`] samples the bus's per-channel counters and the
-//! per-subscription histograms ([`histogram`]) at `[metrics] interval_ms` and
-//! publishes `store_metrics:<store>` and `metrics_summary:<store>`.
+//! A [`MetricsCollector`] per store (made with the store, see
+//! [`Stores`](crate::emitter::Stores)) counts the store's appended events and
+//! samples its subscriptions' histograms ([`histogram`]); every
+//! `[metrics] interval_ms` the [`Publisher`] publishes each store's
+//! `store_metrics:<store>` and `metrics_summary:<store>`, a
+//! `PerformanceAnalysis`, the host's `ResourceUsage` and the `LogSummary`s.
 
 mod collector;
 pub mod histogram;
+mod publisher;
 pub mod rate;
 
 pub use collector::{
     MetricsCollector, StoreFigures, SubscriptionFigures, SubscriptionMetrics, RATE_WINDOW,
+    SUBSCRIPTIONS,
 };
+pub use publisher::{analyse, IntervalReport, Publisher, ANALYSED, FULL_INBOX, SLOW_CALL, TOP};

@@ -8,12 +8,10 @@ use std::time::Duration;
 use notify::{RecursiveMode, Watcher as _};
 use tokio::sync::mpsc;
 
-use crate::integration::Integration;
-use crate::messages::alerts::{AlertCategory, Severity};
-use crate::runtime::{Manifest, PluginError, Plugins};
+use crate::runtime::{Fingerprint, Manifest, PluginError, Plugins};
 
 /// Who the audit trail names for changes the watcher makes.
-pub const ACTOR: &str = "watcher";
+pub const ACTOR: &str = crate::runtime::WATCHER_ACTOR;
 
 /// A running watcher; dropping it stops watching.
 #[derive(Debug)]
@@ -32,26 +30,33 @@ impl Watcher {
     /// Watches `dir` (which must exist) and applies changes to `plugins`
     /// after `debounce` of quiet. Must be called inside a tokio runtime.
     ///
+    /// Only changes of content or names count (create, modify, remove,
+    /// rename): reading a file — as loading it does — is not a change, so
+    /// applying a change never triggers another.
+    ///
     /// # Errors
     /// The `notify` error when the directory cannot be watched.
     pub fn start(
         dir: &Path,
         plugins: Arc<Plugins>,
-        integration: Integration,
         debounce: Duration,
     ) -> Result<Watcher, notify::Error> {
         let (tx, mut rx) = mpsc::unbounded_channel::<PathBuf>();
         let mut watcher =
             notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
-                if let Ok(event) = res {
-                    for path in event.paths {
-                        let _ = tx.send(path);
-                    }
+                let Ok(event) = res else { return };
+                if !is_change(&event.kind) {
+                    return;
+                }
+                for path in event.paths {
+                    let _ = tx.send(path);
                 }
             })?;
         watcher.watch(dir, RecursiveMode::NonRecursive)?;
+        plugins.set_watched_dir(Some(dir.to_owned()));
         let dir = dir.to_owned();
         let task = tokio::spawn(async move {
+            let mut seen = Rejections::default();
             while let Some(first) = rx.recv().await {
                 let mut names = BTreeSet::new();
                 names.extend(stem(&first));
@@ -60,7 +65,7 @@ impl Watcher {
                     names.extend(stem(&path));
                 }
                 for name in names {
-                    apply(&dir, &name, &plugins, &integration).await;
+                    apply(&dir, &name, &plugins, &mut seen).await;
                 }
             }
         });
@@ -69,6 +74,15 @@ impl Watcher {
             task,
         })
     }
+}
+
+/// Whether a file-system event changes what a file holds or is called.
+fn is_change(kind: &notify::EventKind) -> bool {
+    use notify::EventKind;
+    matches!(
+        kind,
+        EventKind::Create(_) | EventKind::Modify(_) | EventKind::Remove(_) | EventKind::Any
+    )
 }
 
 /// The plugin name a changed file belongs to (`<name>.wasm` / `<name>.toml`).
@@ -80,10 +94,24 @@ fn stem(path: &Path) -> Option<String> {
     Some(path.file_stem()?.to_str()?.to_owned())
 }
 
+/// The files each rejected plugin name was rejected with: the same files
+/// are not tried (nor reported) again, only a change of one of them is.
+#[derive(Debug, Default)]
+pub struct Rejections(std::collections::HashMap<String, Fingerprint>);
+
+impl Rejections {
+    /// Whether `name`'s files are exactly those last rejected.
+    fn already(&self, name: &str, now: &Fingerprint) -> bool {
+        self.0.get(name) == Some(now)
+    }
+}
+
 /// Brings plugin `name` in line with the files in `dir`.
-async fn apply(dir: &Path, name: &str, plugins: &Plugins, integration: &Integration) {
+async fn apply(dir: &Path, name: &str, plugins: &Plugins, seen: &mut Rejections) {
     let manifest_path = dir.join(format!("{name}.toml"));
-    if !manifest_path.exists() {
+    let Some(fingerprint) = Fingerprint::of(&manifest_path) else {
+        seen.0.remove(name);
+        plugins.held_unloaded(name, None);
         if plugins.status(name).is_some() {
             tracing::info!(
                 class = "action",
@@ -93,10 +121,20 @@ async fn apply(dir: &Path, name: &str, plugins: &Plugins, integration: &Integrat
             let _ = plugins.unload_by(ACTOR, name).await;
         }
         return;
+    };
+    if seen.already(name, &fingerprint) {
+        return;
+    }
+    if plugins.held_unloaded(name, Some(&fingerprint)) {
+        return;
     }
     let manifest = match Manifest::from_file(&manifest_path) {
         Ok(m) => m,
-        Err(e) => return report(&e.into(), name, integration).await,
+        Err(e) => {
+            plugins.reject(&e.into(), Some(name));
+            seen.0.insert(name.to_owned(), fingerprint);
+            return;
+        }
     };
     let wasm_path = manifest.component_path(&manifest_path);
     if !wasm_path.exists() {
@@ -108,32 +146,36 @@ async fn apply(dir: &Path, name: &str, plugins: &Plugins, integration: &Integrat
                 manifest.name
             );
             let _ = plugins.unload_by(ACTOR, &manifest.name).await;
+        } else {
+            plugins.reject(
+                &PluginError::Read {
+                    plugin: manifest.name.clone(),
+                    path: wasm_path.display().to_string(),
+                    message: format!(
+                        "the manifest {} names this component, which does not exist",
+                        manifest_path.display()
+                    ),
+                },
+                None,
+            );
         }
+        seen.0.insert(name.to_owned(), fingerprint);
         return;
     }
     // Failures are reported (console and SystemAlert) by `Plugins` itself.
-    let _ = plugins.reload_file_by(ACTOR, &manifest_path).await;
-}
-
-/// Reports a rejected change: console and `SystemAlert`.
-pub(crate) async fn report(err: &PluginError, name: &str, integration: &Integration) {
-    tracing::error!(class = "failure", "❌ PLUGIN CHANGE REJECTED: {err}");
-    let mut metadata = serde_json::Map::new();
-    metadata.insert("error".into(), err.to_string().into());
-    metadata.insert("plugin".into(), err.plugin().unwrap_or(name).into());
-    let _ = integration
-        .raise_alert(
-            AlertCategory::System,
-            Severity::Error,
-            "Plugin change rejected",
-            metadata,
-        )
-        .await;
+    match plugins.reload_file_by(ACTOR, &manifest_path).await {
+        Ok(_) => {
+            seen.0.remove(name);
+        }
+        Err(_) => {
+            seen.0.insert(name.to_owned(), fingerprint);
+        }
+    }
 }
 
 /// Applies the current contents of `dir` once (what the watcher does for
 /// each changed name), for every `*.toml` present.
-pub async fn sync_dir(dir: &Path, plugins: &Plugins, integration: &Integration) {
+pub async fn sync_dir(dir: &Path, plugins: &Plugins) {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
     };
@@ -143,7 +185,8 @@ pub async fn sync_dir(dir: &Path, plugins: &Plugins, integration: &Integration) 
         .collect();
     names.sort();
     names.dedup();
+    let mut seen = Rejections::default();
     for name in names {
-        apply(dir, &name, plugins, integration).await;
+        apply(dir, &name, plugins, &mut seen).await;
     }
 }

@@ -73,6 +73,13 @@ impl Capture {
         }
     }
 
+    /// Forgets the kept lines (a new instance starts), emitting a trailing
+    /// partial line first.
+    pub(crate) fn clear_recent(&self) {
+        self.flush_partial();
+        self.buf.lock().recent.clear();
+    }
+
     /// The most recent lines, oldest first.
     pub(crate) fn recent(&self) -> Vec<String> {
         self.flush_partial();

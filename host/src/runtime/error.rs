@@ -94,6 +94,12 @@ pub enum PluginError {
         /// The plugin.
         plugin: String,
     },
+    /// The host is shutting down: nothing more is loaded.
+    #[error("plugin `{plugin}`: not loaded, the host is shutting down")]
+    ShuttingDown {
+        /// The plugin.
+        plugin: String,
+    },
     /// No plugin of that name is loaded.
     #[error("no plugin named `{plugin}` is loaded")]
     NotFound {
@@ -132,8 +138,56 @@ impl PluginError {
             | PluginError::Grant { plugin, .. }
             | PluginError::WorldChanged { plugin, .. }
             | PluginError::Duplicate { plugin }
+            | PluginError::ShuttingDown { plugin }
             | PluginError::NotFound { plugin }
             | PluginError::Bus { plugin, .. } => Some(plugin),
         }
+    }
+}
+
+/// Longest text [`one_line`] keeps.
+const ONE_LINE_MAX: usize = 400;
+
+/// `text` as one console-safe line: line breaks and other control
+/// characters become ` | ` or spaces, blank lines are dropped, and the
+/// result is cut at a few hundred characters (marked with `…`). A byte
+/// array, a backtrace or a multi-line compiler error thus stays one record;
+/// the full text goes to the `DebugTrace` or the alert's metadata.
+pub fn one_line(text: &str) -> String {
+    let joined = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" | ");
+    let mut out: String = joined
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(ONE_LINE_MAX)
+        .collect();
+    if joined.chars().count() > ONE_LINE_MAX {
+        out.push('…');
+    }
+    out
+}
+
+#[cfg(test)]
+mod one_line_tests {
+    use super::one_line;
+
+    #[test]
+    fn multi_line_text_becomes_one_bounded_line() {
+        let text =
+            "trap in on-message\n\nwasm backtrace:\n    0: 0x1f - <unknown>!f\r\n\t1: x\u{1b}[31m";
+        let line = one_line(text);
+        assert_eq!(
+            line,
+            "trap in on-message | wasm backtrace: | 0: 0x1f - <unknown>!f | 1: x [31m"
+        );
+        let long = "y\n".repeat(1000);
+        let line = one_line(&long);
+        assert!(!line.contains('\n'));
+        assert_eq!(line.chars().count(), 401, "400 kept and the ellipsis");
+        assert!(line.ends_with('…'));
     }
 }

@@ -5,7 +5,8 @@
 
 use super::bindings::host_api::{self, PublishOptions};
 use super::bindings::wit_types::{self, Channel as WitChannel, Error as WitError, LogLevel};
-use super::state::PluginState;
+use super::state::{PluginContext, PluginState};
+use super::violations::Report;
 use crate::bus::{validate_topic, BusError, Channel};
 use crate::integration::topics;
 use crate::messages::alerts::Severity;
@@ -58,43 +59,89 @@ pub(crate) fn wit_error(e: BusError) -> WitError {
 }
 
 impl PluginState {
-    /// Refuses a call outside the grants and reports it.
+    /// Refuses a call outside the grants; counts it and reports it
+    /// aggregated (see [`super::violations`]).
     fn deny(&self, action: &str, channel: Channel, topic: &str) -> WitError {
         let plugin = self.ctx.name();
         let resource = format!("{channel}:{topic}");
         let text = format!(
             "plugin `{plugin}` has no grant to {action} on channel `{channel}` topic `{topic}`"
         );
-        tracing::warn!(class = "failure", plugin, "🛡️ ACCESS DENIED: {text}");
-        let mut metadata = serde_json::Map::new();
-        metadata.insert("plugin".into(), plugin.into());
-        self.ctx.report(
-            &topics::access_violation(plugin),
-            &AccessViolation {
-                user_id: plugin.to_owned(),
-                violation_type: "grant_exceeded".into(),
-                resource: resource.clone(),
-                action: action.to_owned(),
-                source_ip: None,
-                severity: Severity::Warning,
-                metadata,
-            },
-        );
-        self.ctx.report(
-            &topics::audit_access_log("plugin"),
-            &AccessLog {
-                user_id: plugin.to_owned(),
-                resource_type: "plugin".into(),
-                resource_id: resource,
-                action: action.to_owned(),
-                success: false,
-                duration_ms: 0,
-                source_ip: None,
-                user_agent: Some(format!("wasm-plugin/{plugin}")),
-            },
-        );
+        let now = std::time::Instant::now();
+        if let Some(report) = self
+            .ctx
+            .violations
+            .record(now, action, GRANT_EXCEEDED, &resource)
+        {
+            report_refusal(&self.ctx, &report);
+        }
         WitError::Denied(text)
     }
+}
+
+/// The `violation_type` of a call outside the manifest's grants.
+const GRANT_EXCEEDED: &str = "grant_exceeded";
+
+/// Reports `report` (one refusal, or the count of an interval's refusals of
+/// one cause): one console line, one `AccessViolation` on `security` (its
+/// `metadata.count` the number of refusals) and one failed `AccessLog` on
+/// `audit`.
+pub(crate) fn report_refusal(ctx: &PluginContext, report: &Report) {
+    let plugin = ctx.name();
+    let Report {
+        action,
+        violation_type,
+        resource,
+        count,
+    } = report;
+    if *count == 1 {
+        tracing::warn!(
+            class = "failure",
+            plugin,
+            "🛡️ ACCESS DENIED: plugin `{plugin}` has no grant to {action} on {resource}"
+        );
+    } else {
+        tracing::warn!(
+            class = "failure",
+            plugin,
+            "🛡️ ACCESS DENIED ×{count}: plugin `{plugin}` was refused {count} times to {action} in the last {} s (last: {resource})",
+            super::violations::REPORT_INTERVAL.as_secs()
+        );
+    }
+    let mut metadata = serde_json::Map::new();
+    metadata.insert("plugin".into(), plugin.into());
+    metadata.insert("count".into(), (*count).into());
+    metadata.insert("total".into(), ctx.violations.total().into());
+    ctx.report(
+        &topics::access_violation(plugin),
+        &AccessViolation {
+            user_id: plugin.to_owned(),
+            violation_type: violation_type.clone(),
+            resource: resource.clone(),
+            action: action.clone(),
+            source_ip: None,
+            severity: Severity::Warning,
+            metadata,
+        },
+    );
+    let resource_id = if *count == 1 {
+        resource.clone()
+    } else {
+        format!("{resource} (and {} more refusals)", count - 1)
+    };
+    ctx.report(
+        &topics::audit_access_log("plugin"),
+        &AccessLog {
+            user_id: plugin.to_owned(),
+            resource_type: "plugin".into(),
+            resource_id,
+            action: action.clone(),
+            success: false,
+            duration_ms: 0,
+            source_ip: None,
+            user_agent: Some(format!("wasm-plugin/{plugin}")),
+        },
+    );
 }
 
 impl wit_types::Host for PluginState {}

@@ -79,6 +79,8 @@ impl Instance {
     ) -> Result<Instance, PluginError> {
         let plugin = ctx.name().to_owned();
         let world = ctx.manifest.world;
+        // A trap report names only this instance's stderr lines.
+        ctx.stderr.clear_recent();
         let ticks = ctx
             .manifest
             .limits

@@ -10,13 +10,16 @@ mod bindings;
 mod cache;
 mod capture;
 mod error;
+mod files;
 mod formatter;
 mod host_impl;
 mod instance;
 mod lowering;
 pub mod manifest;
 mod plugins;
+mod sockets;
 mod state;
+pub(crate) mod violations;
 mod worker;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -29,10 +32,13 @@ use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConf
 use crate::config::RuntimeConfig;
 
 pub use cache::CacheStats;
-pub use error::PluginError;
+pub use error::{one_line, PluginError};
+pub use files::Fingerprint;
 pub use formatter::FormatterPlugin;
 pub use manifest::{Manifest, World};
-pub use plugins::{bench_support, PluginInfo, PluginState as PluginRunState, Plugins};
+pub use plugins::{
+    bench_support, PluginInfo, PluginState as PluginRunState, Plugins, WATCHER_ACTOR,
+};
 
 use state::PluginState;
 
@@ -89,6 +95,7 @@ impl Runtime {
         let engine = Engine::new(&config).map_err(PluginError::engine)?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(PluginError::engine)?;
+        sockets::shadow(&mut linker).map_err(PluginError::engine)?;
         bindings::host_api::add_to_linker::<_, wasmtime::component::HasSelf<PluginState>>(
             &mut linker,
             |s| s,

@@ -2,7 +2,7 @@
 //! unload, list and status.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,16 +12,22 @@ use serde::Serialize;
 use sha2::Digest;
 
 use super::capture::Capture;
+use super::files::{read_files, Fingerprint};
 use super::formatter::FormatterPlugin;
 use super::instance::Instance;
 use super::manifest::{Manifest, World};
 use super::state::PluginContext;
+use super::violations::Violations;
 use super::worker::{lifecycle, Control, Request, Swap, Worker};
 use super::{PluginError, Runtime};
 use crate::bus::{Bus, SubscriberId};
 use crate::health::{HealthInput, HealthTracker};
 use crate::messages::lifecycle::ProcessEvent;
 use crate::metrics::MetricsCollector;
+
+/// The actor the directory watcher acts as; its unloads (files removed) are
+/// not remembered as an operator's.
+pub const WATCHER_ACTOR: &str = "watcher";
 
 /// Run state of a plugin.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -31,10 +37,15 @@ pub enum PluginState {
     Running,
     /// Its instance trapped; a fresh one is being started.
     Restarting,
-    /// Trapped too often: nothing is delivered until it is reloaded.
+    /// Trapped too often, or exceeded its violation budget: nothing is
+    /// delivered until it is reloaded.
     Parked,
-    /// Unloaded.
+    /// Its worker has stopped (it is being unloaded).
     Stopped,
+    /// Unloaded by an operator while its files are still in the watched
+    /// plugins directory: it stays unloaded until one of them changes (or
+    /// it is loaded or reloaded explicitly).
+    Unloaded,
 }
 
 /// What `list`/`status` report about a plugin.
@@ -58,8 +69,13 @@ pub struct PluginInfo {
     pub traps: u64,
     /// Instances started after a trap.
     pub restarts: u64,
-    /// The last error.
+    /// The last error, on one line (the full text is in the `DebugTrace`).
     pub last_error: Option<String>,
+    /// Messages its inbox dropped (`drop_oldest` overflow); the plugin
+    /// receives a `Lagged` marker with the count before its next messages.
+    pub dropped: u64,
+    /// Calls refused because they were outside its grants.
+    pub violations: u64,
     /// Its bus subscriber (subscribers and escalators).
     pub subscriber: Option<SubscriberId>,
     /// The manifest file it was loaded from, if any.
@@ -85,6 +101,14 @@ pub struct Plugins {
     slots: Mutex<BTreeMap<String, Slot>>,
     health: Arc<HealthTracker>,
     metrics: Arc<MetricsCollector>,
+    /// Plugins an operator unloaded whose files are still in the watched
+    /// directory, with the fingerprint of those files at the unload.
+    unloaded: Mutex<BTreeMap<String, (PluginInfo, Fingerprint)>>,
+    /// The directory the watcher applies, if one runs.
+    watched_dir: Mutex<Option<PathBuf>>,
+    /// Set by [`unload_all`](Plugins::unload_all): loads are refused from
+    /// then on, so no worker outlives the host's shutdown.
+    closed: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for Plugins {
@@ -130,7 +154,61 @@ impl Plugins {
             slots: Mutex::default(),
             health,
             metrics,
+            unloaded: Mutex::default(),
+            watched_dir: Mutex::default(),
+            closed: std::sync::atomic::AtomicBool::new(false),
         }
+    }
+
+    /// Tells the set which directory the watcher applies, so that an unload
+    /// of a plugin whose files are there is remembered (see
+    /// [`PluginState::Unloaded`]).
+    pub fn set_watched_dir(&self, dir: Option<PathBuf>) {
+        *self.watched_dir.lock() = dir;
+    }
+
+    /// Whether `name` was unloaded by an operator and its files are still
+    /// the ones it was unloaded with: the watcher then leaves it unloaded.
+    pub fn held_unloaded(&self, name: &str, now: Option<&Fingerprint>) -> bool {
+        let mut unloaded = self.unloaded.lock();
+        match (unloaded.get(name), now) {
+            (Some((_, at_unload)), Some(now)) if at_unload == now => true,
+            (Some(_), _) => {
+                // The files changed or went away: the unload no longer holds.
+                unloaded.remove(name);
+                false
+            }
+            (None, _) => false,
+        }
+    }
+
+    /// The context shared by the instances of one plugin version.
+    fn context(
+        &self,
+        manifest: Manifest,
+        subscriber: Option<Arc<crate::bus::Subscriber>>,
+        violations: Arc<Violations>,
+    ) -> Arc<PluginContext> {
+        Arc::new(PluginContext {
+            stdout: Capture::new(&manifest.name, "stdout"),
+            stderr: Capture::new(&manifest.name, "stderr"),
+            bus: self.bus.clone(),
+            subscriber,
+            handle: self.handle.clone(),
+            violations,
+            manifest,
+        })
+    }
+
+    /// `limits.fuel` needs an engine with fuel metering.
+    fn check_fuel(&self, manifest: &Manifest) -> Result<(), PluginError> {
+        if manifest.limits.fuel.is_some() && !self.runtime.config().fuel {
+            return Err(PluginError::Grant {
+                plugin: manifest.name.clone(),
+                message: "limits.fuel needs fuel metering: set [runtime] fuel = true".into(),
+            });
+        }
+        Ok(())
     }
 
     /// How the runtime's compiled-component cache has been used.
@@ -174,7 +252,8 @@ impl Plugins {
         actor: &str,
         manifest_path: &Path,
     ) -> Result<PluginInfo, PluginError> {
-        let (manifest, bytes) = read_files(manifest_path).inspect_err(|e| self.reject(e))?;
+        let stem = manifest_path.file_stem().and_then(|s| s.to_str());
+        let (manifest, bytes) = read_files(manifest_path).inspect_err(|e| self.reject(e, stem))?;
         let name = manifest.name.clone();
         let info = self.reload_by(actor, manifest, &bytes).await?;
         Ok(self.set_source(&name, manifest_path).unwrap_or(info))
@@ -190,17 +269,26 @@ impl Plugins {
         actor: &str,
         name: &str,
     ) -> Result<PluginInfo, PluginError> {
-        let info = self.status(name).ok_or_else(|| PluginError::NotFound {
-            plugin: name.to_owned(),
-        })?;
-        let Some(source) = info.source else {
-            return Err(PluginError::Read {
+        let unloaded = self.unloaded.lock().get(name).map(|(i, _)| i.clone());
+        let info = self
+            .status(name)
+            .or(unloaded)
+            .ok_or_else(|| PluginError::NotFound {
                 plugin: name.to_owned(),
-                path: "<bundled>".into(),
+            })?;
+        if let Some(source) = info.source {
+            return self.reload_file_by(actor, Path::new(&source)).await;
+        }
+        // Bundled: the same component again (revives a parked plugin).
+        let bundled = crate::artifacts::BUNDLED.iter().find(|b| b.name == name);
+        match (bundled, self.manifest(name)) {
+            (Some(b), Some(manifest)) => self.reload_by(actor, manifest, b.wasm).await,
+            _ => Err(PluginError::Read {
+                plugin: name.to_owned(),
+                path: "<uploaded>".into(),
                 message: "this plugin was not loaded from a file; give a manifest path".into(),
-            });
-        };
-        self.reload_file_by(actor, Path::new(&source)).await
+            }),
+        }
     }
 
     fn set_source(&self, name: &str, path: &Path) -> Option<PluginInfo> {
@@ -251,6 +339,9 @@ impl Plugins {
         wasm: &[u8],
     ) -> Result<PluginInfo, PluginError> {
         let name = manifest.name.clone();
+        if self.is_closed() {
+            return Err(PluginError::ShuttingDown { plugin: name });
+        }
         if self.slots.lock().contains_key(&name) {
             return Err(PluginError::Duplicate { plugin: name });
         }
@@ -262,6 +353,7 @@ impl Plugins {
         if tracked {
             match &result {
                 Ok(info) => {
+                    self.unloaded.lock().remove(&name);
                     self.health
                         .record(&name, HealthInput::RegistrationSucceeded);
                     self.audit(actor, "plugin_load", &name, &info.version);
@@ -294,22 +386,11 @@ impl Plugins {
                 Some(Arc::new(sub))
             }
         };
-        if manifest.limits.fuel.is_some() && !self.runtime.config().fuel {
-            return Err(PluginError::Grant {
-                plugin: name,
-                message: "limits.fuel needs fuel metering: set [runtime] fuel = true".into(),
-            });
-        }
+        self.check_fuel(&manifest)?;
         let digest = sha2::Sha256::digest(wasm).to_vec();
         let max_batch = manifest.limits.max_batch.unwrap_or(self.max_batch);
-        let ctx = Arc::new(PluginContext {
-            stdout: Capture::new(&name, "stdout"),
-            stderr: Capture::new(&name, "stderr"),
-            bus: self.bus.clone(),
-            subscriber,
-            handle: self.handle.clone(),
-            manifest,
-        });
+        let budget = self.runtime.config().max_violations_per_minute;
+        let ctx = self.context(manifest, subscriber, Arc::new(Violations::new(budget)));
         let info = Arc::new(Mutex::new(PluginInfo {
             name: name.clone(),
             version: ctx.manifest.version.clone(),
@@ -321,6 +402,8 @@ impl Plugins {
             traps: 0,
             restarts: 0,
             last_error: None,
+            dropped: 0,
+            violations: 0,
             subscriber: ctx.subscriber.as_ref().map(|s| s.id()),
             source: None,
         }));
@@ -357,25 +440,41 @@ impl Plugins {
                 (Some(thread), None)
             }
         };
+        let snapshot = info.lock().clone();
+        let started = Arc::clone(&ctx);
+        {
+            let mut slots = self.slots.lock();
+            // Checked under the lock `unload_all` takes after closing: a
+            // slot inserted here is seen by it, or the load is refused.
+            if self.is_closed() {
+                drop(slots);
+                if let Some(sub) = &ctx.subscriber {
+                    sub.close();
+                }
+                control.wake.notify_one();
+                if let Some(thread) = worker {
+                    let _ = thread.join();
+                }
+                return Err(PluginError::ShuttingDown { plugin: name });
+            }
+            slots.insert(
+                name.clone(),
+                Slot {
+                    info,
+                    ctx,
+                    worker,
+                    formatter,
+                    control,
+                    digest,
+                },
+            );
+        }
         tracing::info!(
             class = "success",
             plugin = name.as_str(),
             "🔌 PLUGIN LOADED: {name} {} ({})",
-            ctx.manifest.version,
-            ctx.manifest.world
-        );
-        let snapshot = info.lock().clone();
-        let started = Arc::clone(&ctx);
-        self.slots.lock().insert(
-            name,
-            Slot {
-                info,
-                ctx,
-                worker,
-                formatter,
-                control,
-                digest,
-            },
+            started.manifest.version,
+            started.manifest.world
         );
         // Announced once the slot exists, so listeners can look the plugin up.
         lifecycle(&started, ProcessEvent::Started, None, 0);
@@ -408,6 +507,7 @@ impl Plugins {
         }
         slot.control.wake.notify_one();
         self.audit(actor, "plugin_unload", name, &slot.ctx.manifest.version);
+        let info = live(&slot);
         if let Some(thread) = slot.worker {
             let _ = tokio::task::spawn_blocking(move || thread.join()).await;
         }
@@ -417,12 +517,43 @@ impl Plugins {
         }
         self.health.remove(name);
         self.metrics.remove(name);
-        tracing::info!(
-            class = "failure",
-            plugin = name,
-            "🔌 PLUGIN UNLOADED: {name}"
-        );
+        match self.watched_source(&info) {
+            Some((dir, fingerprint)) if actor != WATCHER_ACTOR => {
+                tracing::info!(
+                    class = "failure",
+                    plugin = name,
+                    "🔌 PLUGIN UNLOADED: {name} (its files stay in {}: it stays unloaded until they change)",
+                    dir.display()
+                );
+                let mut info = info;
+                info.state = PluginState::Unloaded;
+                self.unloaded
+                    .lock()
+                    .insert(name.to_owned(), (info, fingerprint));
+            }
+            _ => tracing::info!(
+                class = "failure",
+                plugin = name,
+                "🔌 PLUGIN UNLOADED: {name}"
+            ),
+        }
         Ok(())
+    }
+
+    /// The watched directory and the fingerprint of the plugin's files, when
+    /// it was loaded from a manifest in that directory that still exists.
+    fn watched_source(&self, info: &PluginInfo) -> Option<(PathBuf, Fingerprint)> {
+        let dir = self.watched_dir.lock().clone()?;
+        let source = PathBuf::from(info.source.as_ref()?);
+        let same_dir = source
+            .parent()
+            .and_then(|p| p.canonicalize().ok())
+            .zip(dir.canonicalize().ok())
+            .is_some_and(|(a, b)| a == b);
+        if !same_dir {
+            return None;
+        }
+        Some((dir, Fingerprint::of(&source)?))
     }
 
     /// Replaces a loaded plugin with a new version, or loads it if absent.
@@ -454,14 +585,21 @@ impl Plugins {
     ) -> Result<PluginInfo, PluginError> {
         let result = self.reload_unreported(actor, manifest, wasm).await;
         if let Err(e) = &result {
-            self.reject(e);
+            self.reject(e, None);
         }
         result
     }
 
-    /// Reports a rejected load or replacement: console and `SystemAlert`.
-    fn reject(&self, err: &PluginError) {
-        tracing::error!(class = "failure", "❌ PLUGIN CHANGE REJECTED: {err}");
+    /// Reports a rejected load or replacement: one console line and a
+    /// `SystemAlert` (with the full error text in its metadata, and the
+    /// plugin's name — `plugin` when the error itself names none, as for a
+    /// manifest that does not parse).
+    pub(crate) fn reject(&self, err: &PluginError, plugin: Option<&str>) {
+        tracing::error!(
+            class = "failure",
+            "❌ PLUGIN CHANGE REJECTED: {}",
+            super::error::one_line(&err.to_string())
+        );
         let mut alert = crate::messages::alerts::SystemAlert::new(
             uuid::Uuid::now_v7().to_string(),
             crate::messages::alerts::Severity::Error,
@@ -473,7 +611,7 @@ impl Plugins {
         alert
             .metadata
             .insert("error".into(), err.to_string().into());
-        if let Some(p) = err.plugin() {
+        if let Some(p) = err.plugin().or(plugin) {
             alert.metadata.insert("plugin".into(), p.into());
         }
         let topic = crate::integration::topics::system_alert(alert.category);
@@ -490,15 +628,20 @@ impl Plugins {
     ) -> Result<PluginInfo, PluginError> {
         let name = manifest.name.clone();
         let digest = sha2::Sha256::digest(wasm).to_vec();
-        let current = self
-            .slots
-            .lock()
-            .get(&name)
-            .map(|s| (Arc::clone(&s.ctx), Arc::clone(&s.control), s.digest.clone()));
-        let Some((old, control, old_digest)) = current else {
+        let current = self.slots.lock().get(&name).map(|s| {
+            (
+                Arc::clone(&s.ctx),
+                Arc::clone(&s.control),
+                s.digest.clone(),
+                s.info.lock().state,
+            )
+        });
+        let Some((old, control, old_digest, state)) = current else {
             return self.load_by(actor, manifest, wasm);
         };
-        if old_digest == digest && old.manifest == manifest {
+        // The same files again change nothing — except for a parked plugin,
+        // which a reload revives with a fresh instance.
+        if old_digest == digest && old.manifest == manifest && state != PluginState::Parked {
             return self
                 .status(&name)
                 .ok_or(PluginError::NotFound { plugin: name });
@@ -510,22 +653,14 @@ impl Plugins {
                 to: manifest.world,
             });
         }
-        if manifest.limits.fuel.is_some() && !self.runtime.config().fuel {
-            return Err(PluginError::Grant {
-                plugin: name,
-                message: "limits.fuel needs fuel metering: set [runtime] fuel = true".into(),
-            });
-        }
+        self.check_fuel(&manifest)?;
         let component = self.runtime.compile(&name, wasm)?;
         let pre = self.runtime.prepare(&manifest, &component)?;
-        let ctx = Arc::new(PluginContext {
-            stdout: Capture::new(&name, "stdout"),
-            stderr: Capture::new(&name, "stderr"),
-            bus: self.bus.clone(),
-            subscriber: old.subscriber.clone(),
-            handle: self.handle.clone(),
+        let ctx = self.context(
             manifest,
-        });
+            old.subscriber.clone(),
+            Arc::clone(&old.violations),
+        );
         let (from, to) = (old.manifest.version.clone(), ctx.manifest.version.clone());
         if ctx.manifest.world == World::LogFormatter {
             let formatter = FormatterPlugin::start(&self.runtime, pre, Arc::clone(&ctx))?;
@@ -576,6 +711,7 @@ impl Plugins {
             info.last_error = None;
             info.clone()
         };
+        self.unloaded.lock().remove(&name);
         if ctx.manifest.world != World::LogFormatter {
             self.health
                 .record(&name, HealthInput::RegistrationSucceeded);
@@ -645,6 +781,9 @@ impl Plugins {
     /// are handled one by one (`on-message`) in order, stopping at the first
     /// failure, which is returned; the events after it are not handled. The
     /// calls run on the plugin's own worker, between its inbox batches.
+    /// With `report` the plugin's worker records the deliveries' health and
+    /// latency on the plugin's (default store's) tracker; without, the
+    /// caller records them on its own store's.
     ///
     /// # Errors
     /// Text naming the plugin when it is not loaded, not a subscriber,
@@ -653,6 +792,7 @@ impl Plugins {
         &self,
         name: &str,
         events: Vec<Arc<crate::messages::Envelope>>,
+        report: bool,
     ) -> Result<Vec<(usize, String)>, String> {
         let control = {
             let slots = self.slots.lock();
@@ -668,33 +808,64 @@ impl Plugins {
             Arc::clone(&slot.control)
         };
         let (reply, outcome) = tokio::sync::oneshot::channel();
-        control.requests.lock().push_back(Request { events, reply });
+        control.requests.lock().push_back(Request {
+            events,
+            report,
+            reply,
+        });
         control.wake.notify_one();
         outcome
             .await
             .map_err(|_| format!("plugin `{name}` stopped before handling the events"))?
     }
 
-    /// Unloads every plugin.
+    /// Unloads every plugin and refuses loads from then on: when it
+    /// returns, every plugin worker thread has finished, so none outlives
+    /// the tokio runtime it reports through.
     pub async fn unload_all(&self) {
-        let names: Vec<String> = self.slots.lock().keys().cloned().collect();
-        for name in names {
-            let _ = self.unload(&name).await;
+        self.closed.store(true, std::sync::atomic::Ordering::SeqCst);
+        loop {
+            // A load that passed the check before `closed` was set may still
+            // insert its slot: go round until none is left.
+            let names: Vec<String> = self.slots.lock().keys().cloned().collect();
+            if names.is_empty() {
+                break;
+            }
+            for name in names {
+                let _ = self.unload(&name).await;
+            }
         }
+        self.unloaded.lock().clear();
     }
 
-    /// Every loaded plugin, by name.
+    fn is_closed(&self) -> bool {
+        self.closed.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Every loaded plugin, and every plugin held unloaded (state
+    /// [`PluginState::Unloaded`]), by name.
     pub fn list(&self) -> Vec<PluginInfo> {
-        self.slots
+        let mut all: BTreeMap<String, PluginInfo> = self
+            .unloaded
             .lock()
-            .values()
-            .map(|s| s.info.lock().clone())
-            .collect()
+            .iter()
+            .map(|(n, (i, _))| (n.clone(), i.clone()))
+            .collect();
+        for (name, slot) in self.slots.lock().iter() {
+            all.insert(name.clone(), live(slot));
+        }
+        all.into_values().collect()
     }
 
-    /// One plugin's status.
+    /// One loaded plugin's status.
     pub fn status(&self, name: &str) -> Option<PluginInfo> {
-        self.slots.lock().get(name).map(|s| s.info.lock().clone())
+        self.slots.lock().get(name).map(live)
+    }
+
+    /// One plugin's status, loaded or held unloaded.
+    pub fn status_or_unloaded(&self, name: &str) -> Option<PluginInfo> {
+        self.status(name)
+            .or_else(|| self.unloaded.lock().get(name).map(|(i, _)| i.clone()))
     }
 
     /// The manifest of the loaded version of a plugin.
@@ -721,16 +892,12 @@ impl Drop for Plugins {
     }
 }
 
-/// Reads a manifest and the component it names.
-fn read_files(manifest_path: &Path) -> Result<(Manifest, Vec<u8>), PluginError> {
-    let manifest = Manifest::from_file(manifest_path)?;
-    let wasm = manifest.component_path(manifest_path);
-    let bytes = std::fs::read(&wasm).map_err(|e| PluginError::Read {
-        plugin: manifest.name.clone(),
-        path: wasm.display().to_string(),
-        message: e.to_string(),
-    })?;
-    Ok((manifest, bytes))
+/// A slot's status with the live counters (drops, refusals) filled in.
+fn live(slot: &Slot) -> PluginInfo {
+    let mut info = slot.info.lock().clone();
+    info.dropped = slot.ctx.subscriber.as_ref().map_or(0, |s| s.dropped());
+    info.violations = slot.ctx.violations.total();
+    info
 }
 
 /// Measurement hooks for the benchmarks; not a stable API.
@@ -762,6 +929,7 @@ pub mod bench_support {
             bus: bus.clone(),
             subscriber: None,
             handle: tokio::runtime::Handle::current(),
+            violations: Arc::new(super::Violations::new(0)),
             manifest,
         });
         drop(Instance::start(runtime.engine(), &pre, Arc::clone(&ctx))?);

@@ -24,6 +24,8 @@ pub(crate) struct PluginContext {
     pub(crate) handle: tokio::runtime::Handle,
     pub(crate) stdout: Capture,
     pub(crate) stderr: Capture,
+    /// Refusals of this plugin's calls, shared by its versions.
+    pub(crate) violations: Arc<super::violations::Violations>,
 }
 
 impl PluginContext {
@@ -49,7 +51,27 @@ impl PluginContext {
 
     /// Publishes a typed report, logging (not returning) a failure.
     pub(crate) fn report<K: crate::messages::MessageKind>(&self, topic: &str, payload: &K) {
+        self.report_caused(topic, payload, None);
+    }
+
+    /// Like [`report`](Self::report) for a report caused by message
+    /// `cause`: it carries `cause`'s id as its causation id and `cause`'s
+    /// correlation id, so the failure can be traced back to the message.
+    pub(crate) fn report_caused<K: crate::messages::MessageKind>(
+        &self,
+        topic: &str,
+        payload: &K,
+        cause: Option<&Envelope>,
+    ) {
         let result = Envelope::typed(topic, payload, self.bus.node())
+            .map(|env| match cause {
+                Some(c) => {
+                    let mut env = env.with_causation_id(c.id.to_string());
+                    env.correlation_id.clone_from(&c.correlation_id);
+                    env
+                }
+                None => env,
+            })
             .map_err(crate::bus::BusError::from)
             .and_then(|env| self.send(env));
         if let Err(e) = result {

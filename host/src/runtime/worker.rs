@@ -9,6 +9,7 @@ use parking_lot::Mutex;
 use wasmtime::component::InstancePre;
 
 use super::bindings::escalator::exports::exesdb::plugin::escalator::{Escalation, Level};
+use super::error::one_line;
 use super::instance::Instance;
 use super::manifest::World;
 use super::plugins::{PluginInfo, PluginState as RunState};
@@ -16,13 +17,15 @@ use super::state::{PluginContext, PluginState};
 use super::PluginError;
 use crate::health::{Gate, HealthInput, HealthTracker};
 use crate::integration::topics;
-use crate::messages::alerts::{AlertEscalation, EscalationLevel};
+use crate::messages::alerts::{AlertEscalation, EscalationLevel, Severity};
 use crate::messages::diagnostics::DebugTrace;
 use crate::messages::lifecycle::{ProcessEvent, ProcessLifecycle};
+use crate::messages::security::SecurityAlert;
 use crate::messages::Envelope;
 use crate::metrics::SubscriptionMetrics;
 
 /// What woke the worker.
+#[derive(Clone, Copy)]
 enum Wake {
     /// Messages were drained (0: the inbox is closed and empty).
     Messages(usize),
@@ -30,6 +33,8 @@ enum Wake {
     Tick,
     /// A swap or an unload asks for attention.
     Control,
+    /// Counted access refusals fall due for their aggregated report.
+    Violations,
 }
 
 /// A new version handed to a running worker (hot reload).
@@ -49,6 +54,9 @@ pub(crate) type Failures = Vec<(usize, String)>;
 /// channel that receives the outcome.
 pub(crate) struct Request {
     pub(crate) events: Vec<Arc<Envelope>>,
+    /// Record health and latency on the plugin's own tracker and collector
+    /// (`false` when the emitter reports them to another store's).
+    pub(crate) report: bool,
     pub(crate) reply: tokio::sync::oneshot::Sender<Result<Failures, String>>,
 }
 
@@ -129,6 +137,10 @@ pub(crate) struct Worker {
     pub(crate) policy: crate::config::RuntimeConfig,
 }
 
+/// The kind of the lag marker a subscriber receives after its inbox dropped
+/// messages (see [`Worker::mark_lag`]).
+pub const LAGGED_KIND: &str = "Lagged";
+
 /// Longest sleep while a breaker is open, so unloads are noticed promptly.
 const OPEN_POLL: Duration = Duration::from_millis(50);
 
@@ -139,7 +151,18 @@ pub(crate) fn lifecycle(
     reason: Option<String>,
     restart_count: u64,
 ) {
-    ctx.report(
+    lifecycle_caused(ctx, event, reason, restart_count, None);
+}
+
+/// [`lifecycle`] for an event caused by message `cause` (a crash).
+fn lifecycle_caused(
+    ctx: &PluginContext,
+    event: ProcessEvent,
+    reason: Option<String>,
+    restart_count: u64,
+    cause: Option<&Envelope>,
+) {
+    ctx.report_caused(
         &topics::process_lifecycle(ctx.name()),
         &ProcessLifecycle {
             name: ctx.name().to_owned(),
@@ -148,6 +171,7 @@ pub(crate) fn lifecycle(
             reason,
             restart_count,
         },
+        cause,
     );
 }
 
@@ -161,6 +185,7 @@ impl Worker {
         let mut instance = Some(first);
         let mut restarts = RestartPolicy::new(&self.policy);
         let mut buf: Vec<Arc<Envelope>> = Vec::with_capacity(self.max_batch);
+        let mut seen_dropped = sub.dropped();
         loop {
             if let Some(swap) = self.control.swap.lock().take() {
                 if let Some(old) = instance.take() {
@@ -171,6 +196,7 @@ impl Worker {
                 self.max_batch = swap.max_batch;
                 instance = Some(swap.instance);
                 restarts = RestartPolicy::new(&self.policy);
+                self.ctx.violations.reset_budget();
                 next_tick = self.tick_interval().map(|t| Instant::now() + t);
                 let _ = swap.done.send(());
             }
@@ -184,7 +210,14 @@ impl Worker {
                 if sub.is_closed() {
                     break;
                 }
-                self.ctx.handle.block_on(self.control.wake.notified());
+                // Refusals counted before parking are still reported.
+                match self.ctx.violations.next_due() {
+                    Some(at) => {
+                        self.pause(at.saturating_duration_since(Instant::now()));
+                        self.after_call();
+                    }
+                    None => self.ctx.handle.block_on(self.control.wake.notified()),
+                }
                 continue;
             }
             if instance.is_none() {
@@ -207,11 +240,12 @@ impl Worker {
                         instance = Some(i);
                     }
                     Err(e) => {
-                        self.info.lock().last_error = Some(e.to_string());
+                        let line = one_line(&e.to_string());
+                        self.info.lock().last_error = Some(line.clone());
                         tracing::error!(
                             class = "failure",
                             plugin = self.ctx.name(),
-                            "restart failed: {e}"
+                            "restart failed: {line}"
                         );
                         if sub.is_closed() && sub.queue_depth() == 0 {
                             break;
@@ -225,20 +259,23 @@ impl Worker {
             let request = self.control.requests.lock().pop_front();
             if let Some(req) = request {
                 let inst = instance.as_mut().expect("instance present");
-                match self.deliver_in_order(inst, &req.events) {
+                match self.deliver_in_order(inst, &req.events, req.report) {
                     Ok(failures) => {
                         restarts.healthy();
                         let _ = req.reply.send(Ok(failures));
                     }
-                    Err(e) => {
+                    Err((at, e)) => {
                         let _ = req.reply.send(Err(e.to_string()));
                         instance = None;
-                        self.crashed(&e);
+                        self.crashed(&e, req.events.get(at).map(|e| &**e));
                         match restarts.after_trap(Instant::now()) {
                             Some(wait) => self.pause(wait),
                             None => self.park(&restarts),
                         }
                     }
+                }
+                if self.after_call() {
+                    restarts.parked = true;
                 }
                 continue;
             }
@@ -255,8 +292,15 @@ impl Worker {
                 }
             };
             buf.clear();
+            let violations_due = self.ctx.violations.next_due();
             let event = self.ctx.handle.block_on(async {
                 let recv = sub.recv_many(&mut buf, max);
+                let flush = async {
+                    match violations_due {
+                        Some(at) => tokio::time::sleep_until(at.into()).await,
+                        None => std::future::pending().await,
+                    }
+                };
                 let tick = async {
                     match next_tick {
                         Some(at) => tokio::time::sleep_until(at.into()).await,
@@ -267,8 +311,14 @@ impl Worker {
                     n = recv => Wake::Messages(n),
                     () = tick => Wake::Tick,
                     () = self.control.wake.notified() => Wake::Control,
+                    () = flush => Wake::Violations,
                 }
             });
+            if let Wake::Messages(n) = event {
+                if n > 0 && self.ctx.manifest.world == World::Subscriber {
+                    self.mark_lag(&sub, &mut buf, &mut seen_dropped);
+                }
+            }
             let inst = instance.as_mut().expect("instance present");
             let result = match event {
                 Wake::Messages(0) => break,
@@ -281,21 +331,40 @@ impl Worker {
                     self.tick(inst)
                 }
                 Wake::Control => continue,
+                Wake::Violations => Ok(()),
             };
             match result {
                 Ok(()) => restarts.healthy(),
                 Err(e) => {
                     instance = None;
-                    self.crashed(&e);
+                    // The message that trapped: the one delivered, or the
+                    // first of the batch (all its ids are in the DebugTrace).
+                    let cause = match event {
+                        Wake::Messages(_) => buf.iter().find(|m| m.kind != LAGGED_KIND),
+                        _ => None,
+                    };
+                    let batch: Vec<String> = match event {
+                        Wake::Messages(_) => buf.iter().map(|m| m.id.to_string()).collect(),
+                        _ => Vec::new(),
+                    };
+                    self.crashed_in_batch(&e, cause.map(|c| &**c), batch);
                     match restarts.after_trap(Instant::now()) {
                         Some(wait) => self.pause(wait),
                         None => self.park(&restarts),
                     }
                 }
             }
+            if self.after_call() {
+                restarts.parked = true;
+            }
         }
         if let Some(i) = instance {
             i.shutdown();
+        }
+        // What is still counted is reported now rather than lost.
+        let now = Instant::now() + super::violations::REPORT_INTERVAL;
+        for report in self.ctx.violations.due(now) {
+            super::host_impl::report_refusal(&self.ctx, &report);
         }
         self.ctx.stdout.flush_partial();
         self.ctx.stderr.flush_partial();
@@ -325,12 +394,76 @@ impl Worker {
     /// Parks the plugin after too many traps: nothing is delivered until an
     /// operator reloads it; its subscription shows as failed, breaker open.
     fn park(&self, restarts: &RestartPolicy) {
-        let reason = format!(
+        self.park_with(format!(
             "parked after {} traps within {} ms; reload to resume",
             restarts.recent.len(),
             self.policy.restart_window_ms
+        ));
+    }
+
+    /// Puts a marker before `buf` when the inbox dropped messages since the
+    /// last look (`drop_oldest` overflow), so the plugin learns how many it
+    /// missed — the lag marker of the contract: kind `Lagged` on `system`,
+    /// topic `lagged:<plugin>`, payload `{"missed", "total_missed"}`.
+    fn mark_lag(&self, sub: &crate::bus::Subscriber, buf: &mut Vec<Arc<Envelope>>, seen: &mut u64) {
+        let dropped = sub.dropped();
+        if dropped <= *seen {
+            return;
+        }
+        let missed = dropped - *seen;
+        *seen = dropped;
+        let marker = Envelope::new(
+            crate::bus::Channel::System,
+            topics::lagged(self.ctx.name()),
+            LAGGED_KIND,
+            serde_json::json!({ "missed": missed, "total_missed": dropped }),
+            self.ctx.bus.node(),
         );
-        self.info.lock().state = RunState::Parked;
+        buf.insert(0, Arc::new(marker));
+    }
+
+    /// After each guest call: reports the access refusals that fell due, and
+    /// parks the plugin (returns `true`) when it exceeded its violation
+    /// budget, raising a `SecurityAlert`.
+    fn after_call(&self) -> bool {
+        let due = self.ctx.violations.due(Instant::now());
+        for report in &due {
+            super::host_impl::report_refusal(&self.ctx, report);
+        }
+        let Some(count) = self.ctx.violations.take_over_budget() else {
+            return false;
+        };
+        let budget = self.policy.max_violations_per_minute;
+        let description = format!(
+            "plugin `{}` made {count} refused calls within a minute, over the budget of {budget} ([runtime] max_violations_per_minute)",
+            self.ctx.name()
+        );
+        let mut metadata = serde_json::Map::new();
+        metadata.insert("plugin".into(), self.ctx.name().into());
+        metadata.insert("count".into(), count.into());
+        metadata.insert("budget".into(), budget.into());
+        self.ctx.report(
+            &topics::security_alert("violation_budget_exceeded"),
+            &SecurityAlert {
+                alert_type: "violation_budget_exceeded".into(),
+                severity: Severity::Critical,
+                description: description.clone(),
+                affected_users: vec![self.ctx.name().to_owned()],
+                source_ip: None,
+                metadata,
+            },
+        );
+        self.park_with(format!("{description}; reload to resume"));
+        true
+    }
+
+    /// Parks the plugin for `reason`.
+    fn park_with(&self, reason: String) {
+        {
+            let mut info = self.info.lock();
+            info.state = RunState::Parked;
+            info.last_error = Some(reason.clone());
+        }
         tracing::error!(
             class = "failure",
             plugin = self.ctx.name(),
@@ -350,13 +483,18 @@ impl Worker {
     /// Calls the guest one message at a time and stops at the first failure,
     /// so nothing after a failed event is handled (store subscriptions need
     /// exactly-once, in-order delivery). Returns that failure, if any.
+    /// A trap is returned with the index of the event that trapped.
     fn deliver_in_order(
         &self,
         inst: &mut Instance,
         events: &[Arc<Envelope>],
-    ) -> Result<Failures, PluginError> {
+        report: bool,
+    ) -> Result<Failures, (usize, PluginError)> {
         for (i, env) in events.iter().enumerate() {
-            if let Some((_, err)) = self.deliver(inst, std::slice::from_ref(env))?.pop() {
+            let outcome = self
+                .deliver_with(inst, std::slice::from_ref(env), report)
+                .map_err(|e| (i, e))?;
+            if let Some((_, err)) = outcome.into_iter().next() {
                 return Ok(vec![(i, err)]);
             }
         }
@@ -365,6 +503,17 @@ impl Worker {
 
     /// Calls the guest with `buf`; returns the messages it failed.
     fn deliver(&self, inst: &mut Instance, buf: &[Arc<Envelope>]) -> Result<Failures, PluginError> {
+        self.deliver_with(inst, buf, true)
+    }
+
+    /// [`deliver`](Self::deliver); health and latency are recorded only
+    /// when `report` (an emitter of another store records them itself).
+    fn deliver_with(
+        &self,
+        inst: &mut Instance,
+        buf: &[Arc<Envelope>],
+        report: bool,
+    ) -> Result<Failures, PluginError> {
         let started = Instant::now();
         let result = inst.deliver(buf);
         self.metrics.call_time.record(started.elapsed());
@@ -378,17 +527,22 @@ impl Worker {
                     .iter()
                     .enumerate()
                     .filter(|(i, _)| !failed.contains_key(i));
-                self.metrics
-                    .latency
-                    .record_many_micros(handled.map(|(_, env)| {
-                        u64::try_from(now_us - env.timestamp.timestamp_micros()).unwrap_or(0)
-                    }));
+                if report {
+                    self.metrics
+                        .latency
+                        .record_many_micros(handled.map(|(_, env)| {
+                            u64::try_from(now_us - env.timestamp.timestamp_micros()).unwrap_or(0)
+                        }));
+                }
                 let mut ok_run = 0;
                 for (i, env) in buf.iter().enumerate() {
                     match failed.get(&i) {
                         None => ok_run += 1,
                         Some(err) => {
-                            self.flush_ok(&mut ok_run);
+                            if report {
+                                self.flush_ok(&mut ok_run);
+                            }
+                            let err = &one_line(err);
                             tracing::warn!(
                                 plugin = self.ctx.name(),
                                 "plugin {} failed message {} ({}): {err}",
@@ -397,10 +551,17 @@ impl Worker {
                                 env.topic
                             );
                             self.info.lock().last_error = Some(err.clone());
-                            self.health
-                                .record(self.ctx.name(), HealthInput::DeliveryFailed(err.clone()));
+                            if report {
+                                self.health.record(
+                                    self.ctx.name(),
+                                    HealthInput::DeliveryFailed(err.clone()),
+                                );
+                            }
                         }
                     }
+                }
+                if !report {
+                    ok_run = 0;
                 }
                 self.flush_ok(&mut ok_run);
                 // Last: a visible count means latencies and health are recorded.
@@ -441,6 +602,7 @@ impl Worker {
                         .record(self.ctx.name(), HealthInput::Delivered(1));
                 }
                 Ok(Err(err)) => {
+                    let err = one_line(&err);
                     self.count(0, 1);
                     tracing::warn!(
                         plugin = self.ctx.name(),
@@ -520,31 +682,45 @@ impl Worker {
         info.failed += failed as u64;
     }
 
-    /// Reports a trap: console, `lifecycle` (crashed) and `diagnostics`.
-    fn crashed(&self, e: &PluginError) {
+    /// Reports a trap while handling `cause` (see [`crashed_in_batch`](Self::crashed_in_batch)).
+    fn crashed(&self, e: &PluginError, cause: Option<&Envelope>) {
+        let batch = cause.map(|c| vec![c.id.to_string()]).unwrap_or_default();
+        self.crashed_in_batch(e, cause, batch);
+    }
+
+    /// Reports a trap: console (one line), `lifecycle` (crashed) and
+    /// `diagnostics` (`DebugTrace` with the full error text and the ids of
+    /// the messages of the call). Both carry `cause`'s id as causation id and
+    /// its correlation id.
+    fn crashed_in_batch(&self, e: &PluginError, cause: Option<&Envelope>, batch: Vec<String>) {
+        let line = one_line(&e.to_string());
         let restarts = {
             let mut info = self.info.lock();
             info.traps += 1;
             info.state = RunState::Restarting;
-            info.last_error = Some(e.to_string());
+            info.last_error = Some(line.clone());
             info.restarts
         };
         tracing::error!(
             class = "failure",
             plugin = self.ctx.name(),
-            "💥 PLUGIN CRASHED: {e}"
+            "💥 PLUGIN CRASHED: {line}"
         );
         self.health
-            .record(self.ctx.name(), HealthInput::Trap(e.to_string()));
-        lifecycle(
+            .record(self.ctx.name(), HealthInput::Trap(line.clone()));
+        lifecycle_caused(
             &self.ctx,
             ProcessEvent::Crashed,
-            Some(e.to_string()),
+            Some(line),
             restarts,
+            cause,
         );
         let mut trace_data = serde_json::Map::new();
         trace_data.insert("error".into(), e.to_string().into());
-        self.ctx.report(
+        if !batch.is_empty() {
+            trace_data.insert("messages".into(), batch.into());
+        }
+        self.ctx.report_caused(
             &topics::debug_trace(self.ctx.name()),
             &DebugTrace {
                 trace_id: uuid::Uuid::now_v7().to_string(),
@@ -555,6 +731,7 @@ impl Worker {
                 duration_ms: None,
                 metadata: serde_json::Map::new(),
             },
+            cause,
         );
     }
 }

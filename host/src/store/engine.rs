@@ -33,6 +33,9 @@ const STREAM_HEADS: TableDefinition<'_, &str, u64> = TableDefinition::new("strea
 const CHECKPOINTS: TableDefinition<'_, &str, u64> = TableDefinition::new("checkpoints");
 /// `format_version` → [`FORMAT_VERSION`].
 const META: TableDefinition<'_, &str, u64> = TableDefinition::new("meta");
+/// (stream, event id) → (event number, global position): makes a retried
+/// append idempotent.
+const EVENT_IDS: TableDefinition<'_, (&str, u128), (u64, u64)> = TableDefinition::new("event_ids");
 
 /// The file format version this build reads and writes, recorded in the
 /// `meta` table and checked on open.
@@ -317,6 +320,7 @@ impl Store {
             let mut heads = txn.open_table(STREAM_HEADS).ctx(store, ctx)?;
             let mut table = txn.open_table(EVENTS).ctx(store, ctx)?;
             let mut index = txn.open_table(STREAM_INDEX).ctx(store, ctx)?;
+            let mut ids = txn.open_table(EVENT_IDS).ctx(store, ctx)?;
             let mut next_position = match table.last().ctx(store, ctx)? {
                 Some((k, _)) => k.value() + 1,
                 None => 0,
@@ -324,6 +328,36 @@ impl Store {
             let mut buf = Vec::with_capacity(256);
             for r in group {
                 let stream = r.stream.as_str();
+                // A retry of an earlier append (every id already there, in
+                // order) answers with the original positions and writes
+                // nothing, whatever its expected version.
+                let mut seen = Vec::with_capacity(r.events.len());
+                for e in &r.events {
+                    if let Some(v) = ids.get((stream, e.event_id.as_u128())).ctx(store, ctx)? {
+                        seen.push((e.event_id, v.value()));
+                    }
+                }
+                if !seen.is_empty() {
+                    let in_order = seen.len() == r.events.len()
+                        && seen.windows(2).all(|w| w[1].1 .0 == w[0].1 .0 + 1);
+                    outcomes.push(if in_order {
+                        let (first, last) = (seen[0].1, seen[seen.len() - 1].1);
+                        Ok(AppendResult {
+                            first_event_number: first.0,
+                            last_event_number: last.0,
+                            first_position: first.1,
+                            last_position: last.1,
+                            replayed: true,
+                        })
+                    } else {
+                        Err(StoreError::PartialDuplicate {
+                            store: store.to_owned(),
+                            stream: r.stream.clone(),
+                            event_id: seen[0].0,
+                        })
+                    });
+                    continue;
+                }
                 let current = heads.get(stream).ctx(store, ctx)?.map(|g| g.value());
                 if !r.expected.accepts(current) {
                     outcomes.push(Err(StoreError::WrongExpectedVersion {
@@ -342,6 +376,11 @@ impl Store {
                     table
                         .insert(first_position + i, buf.as_slice())
                         .ctx(store, ctx)?;
+                    ids.insert(
+                        (stream, e.event_id.as_u128()),
+                        (first_event_number + i, first_position + i),
+                    )
+                    .ctx(store, ctx)?;
                 }
                 // One index entry for the whole append (see `index`).
                 index
@@ -356,6 +395,7 @@ impl Store {
                     last_event_number,
                     first_position,
                     last_position: next_position - 1,
+                    replayed: false,
                 }));
             }
         }
@@ -739,6 +779,7 @@ impl Inner {
             txn.open_table(STREAM_INDEX).ctx(id, ctx)?;
             txn.open_table(STREAM_HEADS).ctx(id, ctx)?;
             txn.open_table(CHECKPOINTS).ctx(id, ctx)?;
+            txn.open_table(EVENT_IDS).ctx(id, ctx)?;
             let events = txn.open_table(EVENTS).ctx(id, ctx)?;
             let head = events.last().ctx(id, ctx)?.map(|(k, _)| k.value());
             head

@@ -29,6 +29,18 @@ pub enum StoreError {
         current: Option<u64>,
     },
 
+    /// Some, but not all, of an append's event ids are already in the
+    /// stream: it is neither a new append nor a retry of an earlier one.
+    #[error("store {store}: stream {stream:?}: event {event_id} was appended before, but not with the rest of this batch (a retry must repeat the original batch exactly)")]
+    PartialDuplicate {
+        /// The store.
+        store: String,
+        /// The stream appended to.
+        stream: String,
+        /// The first id already in the stream.
+        event_id: uuid::Uuid,
+    },
+
     /// A store id, stream name, event type or subscription name is not
     /// acceptable.
     #[error("store {store}: invalid {kind} {name:?}: {reason}")]

@@ -68,6 +68,7 @@ mod codec;
 mod engine;
 mod error;
 mod index;
+pub mod json;
 mod selector;
 mod types;
 mod writer;

@@ -126,3 +126,58 @@ fn a_conflict_inside_a_group_commit_leaves_the_other_appends_alone() {
     assert!(out[0].is_err());
     assert_eq!(store.head_position().unwrap(), Some(5));
 }
+
+#[test]
+fn a_retried_append_is_not_written_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), "idem", Durability::Relaxed).unwrap();
+    store
+        .append(
+            "other",
+            ExpectedVersion::Any,
+            vec![NewEvent::json("X", serde_json::json!({}))],
+        )
+        .unwrap();
+    let batch = vec![
+        NewEvent::json("A", serde_json::json!({"n": 1})),
+        NewEvent::json("B", serde_json::json!({"n": 2})),
+    ];
+    let first = store
+        .append("s", ExpectedVersion::NoStream, batch.clone())
+        .unwrap();
+    assert!(!first.replayed);
+    // The same batch again — even with an expected version that no longer
+    // holds — answers with the original positions and writes nothing.
+    let again = store
+        .append("s", ExpectedVersion::NoStream, batch.clone())
+        .unwrap();
+    assert!(again.replayed);
+    assert_eq!((again.first_event_number, again.last_event_number), (0, 1));
+    assert_eq!(
+        (again.first_position, again.last_position),
+        (first.first_position, first.last_position)
+    );
+    assert_eq!(store.read_all(0, 100, Direction::Forward).unwrap().len(), 3);
+    // The same ids in another stream are other events.
+    let elsewhere = store
+        .append("t", ExpectedVersion::Any, batch.clone())
+        .unwrap();
+    assert!(!elsewhere.replayed);
+    // Part of the batch with a new event is neither: refused, nothing written.
+    let mixed = vec![batch[1].clone(), NewEvent::json("C", serde_json::json!({}))];
+    let err = store.append("s", ExpectedVersion::Any, mixed).unwrap_err();
+    assert!(
+        matches!(&err, StoreError::PartialDuplicate { event_id, .. } if *event_id == batch[1].event_id),
+        "{err:?}"
+    );
+    assert_eq!(store.stream_version("s").unwrap(), Some(1));
+    // A reopened store still knows the ids.
+    drop(store);
+    let store = Store::open(dir.path(), "idem", Durability::Relaxed).unwrap();
+    assert!(
+        store
+            .append("s", ExpectedVersion::Any, batch)
+            .unwrap()
+            .replayed
+    );
+}

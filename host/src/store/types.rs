@@ -304,6 +304,11 @@ pub struct AppendResult {
     pub first_position: u64,
     /// The last appended event's global position, now the store's head.
     pub last_position: u64,
+    /// The events were already in the stream with these ids (a retried
+    /// append): nothing was written, and the positions are the original
+    /// ones. Serialised only when `true`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub replayed: bool,
 }
 
 /// A stream, as listed by [`Store::list_streams`](super::Store::list_streams).

@@ -161,6 +161,7 @@ mod tests {
             last_event_number: n,
             first_position: n,
             last_position: n,
+            replayed: false,
         })
     }
 

@@ -14,6 +14,8 @@
 //! | `fail-always`   | fails every message                                                       |
 //! | `recover-after` | fails the first `n` messages (default 5), then echoes                     |
 //! | `forbidden`     | tries a publish on `security` and a subscribe on `audit` (both outside its grants) and reports the outcomes |
+//! | `deny-flood`    | makes `n` (default 100000) publishes on `security` (outside its grants) per message, then reports how many were denied (`custom.deny_flood`, `{"denied": k}`) |
+//! | `socket`        | tries a TCP connect and a UDP bind, reports the outcomes (`custom.socket`, `{"tcp": …, "udp": …}`, `"ok"` or `"err:<kind>"`) |
 //! | `init-fail`     | `init` fails                                                              |
 //! | `stderr`        | writes a line to stderr and one to stdout, then echoes                    |
 //!
@@ -63,6 +65,8 @@ enum Mode {
     InitFail,
     Stderr,
     Probe,
+    DenyFlood,
+    Socket,
 }
 
 impl Mode {
@@ -79,6 +83,8 @@ impl Mode {
         ("init-fail", Mode::InitFail),
         ("stderr", Mode::Stderr),
         ("probe", Mode::Probe),
+        ("deny-flood", Mode::DenyFlood),
+        ("socket", Mode::Socket),
     ];
 
     fn parse(name: &str) -> Result<Mode, Error> {
@@ -143,6 +149,7 @@ impl Guest for TestGuest {
         let n = match mode {
             Mode::FailEvery => config.n.unwrap_or(3),
             Mode::RecoverAfter => config.n.unwrap_or(5),
+            Mode::DenyFlood => config.n.unwrap_or(100_000),
             _ => config.n.unwrap_or(0),
         };
         if mode == Mode::FailEvery && n == 0 {
@@ -221,6 +228,8 @@ fn handle(message: &Message, batch: bool) -> Result<(), Error> {
             }
         }
         Mode::Forbidden => grant_check(),
+        Mode::DenyFlood => deny_flood(n),
+        Mode::Socket => sockets(),
         Mode::Probe => probe(),
         Mode::Stderr => {
             eprintln!("test-guest stderr: {}", message.id);
@@ -282,6 +291,31 @@ fn grant_check() -> Result<(), Error> {
         "custom.grant_check",
         json!({ "publish": outcome(&publish), "subscribe": outcome(&subscribe) }),
     )
+}
+
+/// Tries the network; reports what the sandbox answered.
+fn sockets() -> Result<(), Error> {
+    let outcome = |r: std::io::Result<()>| match r {
+        Ok(()) => "ok".to_owned(),
+        Err(e) => format!("err:{:?}", e.kind()),
+    };
+    let tcp = outcome(std::net::TcpStream::connect("127.0.0.1:9").map(drop));
+    let udp = outcome(std::net::UdpSocket::bind("127.0.0.1:0").map(drop));
+    report("custom.socket", json!({ "tcp": tcp, "udp": udp }))
+}
+
+/// Makes `n` publishes outside the grants; reports how many were denied.
+fn deny_flood(n: u64) -> Result<(), Error> {
+    let denied = (0..n)
+        .filter(|i| {
+            let topic = format!("forbidden:{i}");
+            matches!(
+                host::publish(Channel::Security, &topic, "custom.x", "{}", None),
+                Err(Error::Denied(_))
+            )
+        })
+        .count();
+    report("custom.deny_flood", json!({ "denied": denied }))
 }
 
 /// `"ok"`, `"denied: <text>"` or the error's debug text.

@@ -1,17 +1,16 @@
-//! The HTTP admin API, for `exesdb-host plugin …` and operators' tools.
-//! Listens on `[admin] listen` (loopback by default). JSON in and out;
-//! errors are `{"error": "…"}` with a 4xx status.
+//! The gateway's plugin routes (under `/v1`), for `exesdb-host plugin …`
+//! and operators' tools. JSON in and out; errors are `{"error": "…"}` with
+//! a 4xx status. Reads need the `read` scope, changes `admin`.
 //!
 //! | method | path | does |
 //! |---|---|---|
-//! | GET | `/plugins` | list plugins (name, version, world, state, uptime, counts, restarts, last error) |
-//! | GET | `/plugins/{name}` | one plugin's status |
-//! | POST | `/plugins` `{"manifest": "/abs/x.toml"}` | load, or replace if loaded |
-//! | POST | `/plugins/{name}/reload` `{"manifest": …}` (optional) | reload from the given or the original manifest |
-//! | DELETE | `/plugins/{name}` | unload |
-//! | GET | `/health` | the default store's subscription health summary |
+//! | GET | `/v1/plugins` | list plugins (name, version, world, state, uptime, counts, restarts, last error) |
+//! | GET | `/v1/plugins/{name}` | one plugin's status |
+//! | POST | `/v1/plugins` `{"manifest": "/abs/x.toml"}` | load, or replace if loaded |
+//! | POST | `/v1/plugins/{name}/reload` `{"manifest": …}` (optional) | reload from the given or the original manifest |
+//! | DELETE | `/v1/plugins/{name}` | unload |
+//! | GET | `/v1/health` | the default store's subscription health summary |
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -72,36 +71,43 @@ impl From<PluginError> for ApiError {
     }
 }
 
-/// The API's routes over `plugins`.
+/// The API's routes over `plugins`. Every request is recorded as an
+/// `AccessLog` on `audit` (method, path, outcome, duration).
 pub fn router(plugins: Arc<Plugins>) -> Router {
+    let bus = plugins.bus().clone();
     Router::new()
         .route("/plugins", get(list).post(load))
         .route("/plugins/{name}", get(one).delete(unload))
         .route("/plugins/{name}/reload", post(reload))
         .route("/health", get(health))
+        .layer(axum::middleware::from_fn(
+            move |req: axum::extract::Request, next: axum::middleware::Next| {
+                let bus = bus.clone();
+                async move {
+                    let method = req.method().to_string();
+                    let path = req.uri().path().to_owned();
+                    let started = std::time::Instant::now();
+                    let response = next.run(req).await;
+                    let access = crate::messages::audit::AccessLog {
+                        user_id: ACTOR.to_owned(),
+                        resource_type: "admin_api".into(),
+                        resource_id: path,
+                        action: method,
+                        success: response.status().is_success(),
+                        duration_ms: u64::try_from(started.elapsed().as_millis())
+                            .unwrap_or(u64::MAX),
+                        source_ip: None,
+                        user_agent: None,
+                    };
+                    let topic = crate::integration::topics::audit_access_log("admin_api");
+                    if let Err(e) = bus.publish_typed_now(&topic, &access) {
+                        tracing::warn!("AccessLog of an admin request not published: {e}");
+                    }
+                    response
+                }
+            },
+        ))
         .with_state(plugins)
-}
-
-/// Binds `addr` and serves the API until the task is aborted; returns the
-/// bound address (useful with port 0) and the serving task.
-///
-/// # Errors
-/// The bind error, naming the address.
-pub async fn serve(
-    addr: SocketAddr,
-    plugins: Arc<Plugins>,
-) -> anyhow::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .map_err(|e| anyhow::anyhow!("admin API cannot listen on {addr}: {e}"))?;
-    let local = listener.local_addr()?;
-    let app = router(plugins);
-    let task = tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, app).await {
-            tracing::error!("admin API stopped: {e}");
-        }
-    });
-    Ok((local, task))
 }
 
 async fn list(State(p): State<Arc<Plugins>>) -> Json<Vec<PluginStatus>> {
@@ -112,7 +118,7 @@ async fn one(
     State(p): State<Arc<Plugins>>,
     Path(name): Path<String>,
 ) -> Result<Json<PluginStatus>, ApiError> {
-    p.status(&name)
+    p.status_or_unloaded(&name)
         .map(|i| Json(status(i)))
         .ok_or_else(|| PluginError::NotFound { plugin: name }.into())
 }

@@ -1,0 +1,375 @@
+//! Channels over HTTP: publish (one message or a batch), live streams
+//! (Server-Sent Events or a WebSocket on the same path), and alert acks.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use axum::extract::ws::{Message as WsMessage, WebSocket, WebSocketUpgrade};
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::auth::{Need, Principal};
+use super::error::{ApiError, JsonBody};
+use super::feed::{Feed, Item};
+use super::ApiState;
+use crate::bus::Channel;
+use crate::messages::Envelope;
+
+/// One message to publish.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PublishRequest {
+    /// `:`-separated topic.
+    pub topic: String,
+    /// The spec kind, or `custom.<name>`.
+    pub kind: String,
+    /// The payload (any JSON for custom kinds; the kind's schema otherwise).
+    pub payload: Value,
+    /// Correlation id to stamp.
+    #[serde(default)]
+    pub correlation_id: Option<String>,
+    /// Causation id to stamp.
+    #[serde(default)]
+    pub causation_id: Option<String>,
+}
+
+/// A batch to publish.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatchRequest {
+    /// The messages, published in order.
+    pub messages: Vec<PublishRequest>,
+}
+
+/// The channel of a path, or a 404 naming `channel`.
+fn channel_of(name: &str) -> Result<Channel, ApiError> {
+    name.parse::<Channel>()
+        .map_err(|e| ApiError::new(StatusCode::NOT_FOUND, e.to_string()).at("channel"))
+}
+
+/// The envelope for `req` on `channel`, checked as the bus checks it.
+fn envelope(
+    state: &ApiState,
+    channel: Channel,
+    req: PublishRequest,
+    prefix: &str,
+) -> Result<Envelope, ApiError> {
+    crate::bus::validate_topic(&req.topic).map_err(|e| {
+        ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()).at(format!("{prefix}topic"))
+    })?;
+    if req.kind.is_empty() {
+        return Err(ApiError::bad(
+            format!("{prefix}kind"),
+            "`kind` must not be empty",
+        ));
+    }
+    let mut env = Envelope::new(channel, req.topic, req.kind, req.payload, state.bus.node());
+    env.correlation_id = req.correlation_id;
+    env.causation_id = req.causation_id;
+    crate::messages::validate(&env, state.bus.config().max_payload_bytes)
+        .map_err(|e| ApiError::from_bus(&e.into(), prefix))?;
+    Ok(env)
+}
+
+/// `POST /v1/channels/{channel}/messages`: `201 {"id"}` for one message,
+/// `201 {"ids": [...]}` for a batch. A batch is checked whole before any
+/// message is published: one bad message refuses the batch, naming it
+/// (`messages[3].kind`).
+pub async fn publish(
+    State(state): State<Arc<ApiState>>,
+    Extension(who): Extension<Principal>,
+    Path(channel): Path<String>,
+    JsonBody(body): JsonBody<Value>,
+) -> Result<Response, ApiError> {
+    let channel = channel_of(&channel)?;
+    state.require(&who, &Need::Publish(channel), &format!("channel {channel}"))?;
+    let batch = body.get("messages").is_some();
+    // A struct would also be read from an array of its fields: a message
+    // must be an object.
+    if let Some(i) = body["messages"]
+        .as_array()
+        .and_then(|all| all.iter().position(|m| !m.is_object()))
+    {
+        return Err(ApiError::bad(
+            format!("messages[{i}]"),
+            "invalid body: a message is an object {\"topic\", \"kind\", \"payload\", …}",
+        ));
+    }
+    let parse = |v: Value| -> Result<Vec<(PublishRequest, String)>, ApiError> {
+        if batch {
+            let b: BatchRequest = serde_path_to_error::deserialize(v).map_err(|e| {
+                let path = e.path().to_string();
+                let field = if path == "." { "body".into() } else { path };
+                ApiError::bad(field, format!("invalid body: {}", e.inner()))
+            })?;
+            Ok(b.messages
+                .into_iter()
+                .enumerate()
+                .map(|(i, m)| (m, format!("messages[{i}].")))
+                .collect())
+        } else {
+            let m: PublishRequest = serde_path_to_error::deserialize(v).map_err(|e| {
+                let path = e.path().to_string();
+                let field = if path == "." { "body".into() } else { path };
+                ApiError::bad(field, format!("invalid body: {}", e.inner()))
+            })?;
+            Ok(vec![(m, String::new())])
+        }
+    };
+    let requests = parse(body)?;
+    let envelopes = requests
+        .into_iter()
+        .map(|(req, prefix)| envelope(&state, channel, req, &prefix))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut ids = Vec::with_capacity(envelopes.len());
+    for env in envelopes {
+        ids.push(env.id.to_string());
+        state
+            .bus
+            .broadcast(env)
+            .await
+            .map_err(|e| ApiError::from_bus(&e, ""))?;
+    }
+    let body = if batch {
+        json!({ "ids": ids })
+    } else {
+        json!({ "id": ids[0] })
+    };
+    Ok((StatusCode::CREATED, Json(body)).into_response())
+}
+
+/// The `pattern` parameters of a query (repeated), `>` when none.
+fn patterns(query: Option<&str>) -> Result<Vec<String>, ApiError> {
+    let mut out = Vec::new();
+    for (k, v) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
+        match &*k {
+            "pattern" => out.push(v.into_owned()),
+            other => {
+                return Err(ApiError::bad(
+                    other.to_owned(),
+                    format!(
+                    "unknown query parameter `{other}`; this route takes `pattern` (repeatable)"
+                ),
+                ))
+            }
+        }
+    }
+    if out.is_empty() {
+        out.push(">".into());
+    }
+    Ok(out)
+}
+
+/// `GET /v1/channels/{channel}/stream?pattern=P[&pattern=Q…]`: a WebSocket
+/// when the request is an upgrade, Server-Sent Events when it accepts
+/// `text/event-stream`, 406 otherwise. 503 when `[api]
+/// max_stream_clients` are connected.
+pub async fn stream(
+    State(state): State<Arc<ApiState>>,
+    Extension(who): Extension<Principal>,
+    Path(channel): Path<String>,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+    ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
+) -> Result<Response, ApiError> {
+    let channel = channel_of(&channel)?;
+    state.require(&who, &Need::Read, &format!("stream of channel {channel}"))?;
+    let patterns = patterns(uri.query())?;
+    let sse = headers
+        .get(axum::http::header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("text/event-stream"));
+    if ws.is_err() && !sse {
+        return Err(ApiError::new(
+            StatusCode::NOT_ACCEPTABLE,
+            "a stream is a WebSocket (send an upgrade) or Server-Sent Events (send `Accept: text/event-stream`)",
+        )
+        .at("accept"));
+    }
+    let permit = Arc::clone(&state.stream_slots)
+        .try_acquire_owned()
+        .map_err(|_| {
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!(
+                    "{} stream clients are connected, the most [api] max_stream_clients allows",
+                    state.config.max_stream_clients
+                ),
+            )
+        })?;
+    let feed = Feed::new(
+        &state.bus,
+        &format!("api-stream:{}:{}", who.name, who.client),
+        state.config.stream_buffer,
+    )
+    .map_err(|e| ApiError::from_bus(&e, ""))?;
+    for p in &patterns {
+        feed.subscribe(channel, p)
+            .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.to_string()).at("pattern"))?;
+    }
+    if let Ok(ws) = ws {
+        return Ok(ws.on_upgrade(move |socket| async move {
+            let _permit = permit;
+            websocket(socket, feed, channel).await;
+        }));
+    }
+    let events = futures_util::stream::unfold((feed, permit), |(mut feed, permit)| async move {
+        let item = feed.next().await?;
+        Some((Ok::<_, Infallible>(sse_event(&item)), (feed, permit)))
+    });
+    Ok(Sse::new(events)
+        .keep_alive(KeepAlive::default())
+        .into_response())
+}
+
+/// One feed item as an SSE event: `message` (the envelope, `id:` its id)
+/// or `lagged` (`{"missed": n}`).
+fn sse_event(item: &Item) -> Event {
+    match item {
+        Item::Message(env) => Event::default()
+            .event("message")
+            .id(env.id.to_string())
+            .data(serde_json::to_string(&**env).unwrap_or_default()),
+        Item::Lagged(n) => Event::default()
+            .event("lagged")
+            .data(json!({ "missed": n }).to_string()),
+    }
+}
+
+/// A control message from a WebSocket client.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Control {
+    subscribe: Option<String>,
+    unsubscribe: Option<String>,
+    channel: Option<String>,
+}
+
+/// Serves one WebSocket: envelopes as text frames, `{"type": "lagged",
+/// "missed": n}` after drops; the client may send `{"subscribe": P}` or
+/// `{"unsubscribe": P}` (with `"channel"` for another channel), answered
+/// by `{"type": "subscribed"|"unsubscribed", …}` or `{"type": "error", …}`.
+async fn websocket(mut socket: WebSocket, mut feed: Feed, channel: Channel) {
+    loop {
+        tokio::select! {
+            item = feed.next() => {
+                let Some(item) = item else { break };
+                let text = match &item {
+                    Item::Message(env) => serde_json::to_string(&**env).unwrap_or_default(),
+                    Item::Lagged(n) => json!({ "type": "lagged", "missed": n }).to_string(),
+                };
+                if socket.send(WsMessage::Text(text.into())).await.is_err() {
+                    break;
+                }
+            }
+            incoming = socket.recv() => {
+                let text = match incoming {
+                    Some(Ok(WsMessage::Text(t))) => t.to_string(),
+                    Some(Ok(WsMessage::Close(_))) | None | Some(Err(_)) => break,
+                    Some(Ok(_)) => continue,
+                };
+                let answer = control(&feed, channel, &text);
+                if socket.send(WsMessage::Text(answer.to_string().into())).await.is_err() {
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// Applies one control message; returns the answer.
+fn control(feed: &Feed, default: Channel, text: &str) -> Value {
+    let error = |e: String, field: &str| json!({ "type": "error", "error": e, "field": field });
+    let c: Control = match serde_json::from_str(text) {
+        Ok(c) => c,
+        Err(e) => return error(format!("invalid control message: {e}"), "body"),
+    };
+    let channel = match c.channel.as_deref().map(str::parse::<Channel>) {
+        None => default,
+        Some(Ok(ch)) => ch,
+        Some(Err(e)) => return error(e.to_string(), "channel"),
+    };
+    let (verb, pattern, result) = match (c.subscribe, c.unsubscribe) {
+        (Some(p), None) => ("subscribed", p.clone(), feed.subscribe(channel, &p)),
+        (None, Some(p)) => ("unsubscribed", p.clone(), feed.unsubscribe(channel, &p)),
+        _ => {
+            return error(
+                "send exactly one of `subscribe` or `unsubscribe`".into(),
+                "body",
+            )
+        }
+    };
+    match result {
+        Ok(changed) => {
+            json!({ "type": verb, "channel": channel, "pattern": pattern, "changed": changed })
+        }
+        Err(e) => error(e.to_string(), "pattern"),
+    }
+}
+
+/// Body of an alert ack.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AckRequest {
+    /// Who acknowledges.
+    pub acknowledged_by: String,
+    /// A note.
+    #[serde(default)]
+    pub notes: Option<String>,
+    /// How the problem was resolved.
+    #[serde(default)]
+    pub resolution: Option<String>,
+}
+
+/// `POST /v1/alerts/{alert_id}/ack`: publishes an `AlertAck` on `alerts`
+/// (topic `alert_ack:<id>`); `201 {"id"}`.
+pub async fn ack(
+    State(state): State<Arc<ApiState>>,
+    Extension(who): Extension<Principal>,
+    Path(alert_id): Path<String>,
+    JsonBody(body): JsonBody<AckRequest>,
+) -> Result<Response, ApiError> {
+    state.require(
+        &who,
+        &Need::Publish(Channel::Alerts),
+        &format!("alert {alert_id}"),
+    )?;
+    if body.acknowledged_by.trim().is_empty() {
+        return Err(ApiError::bad(
+            "acknowledged_by",
+            "must name who acknowledges",
+        ));
+    }
+    let topic = crate::integration::topics::alert_ack(&alert_id);
+    // The id becomes a topic segment: refuse one that cannot be, naming the
+    // path parameter (the request has no `topic`).
+    crate::bus::validate_topic(&topic).map_err(|e| {
+        ApiError::bad(
+            "alert_id",
+            format!("alert id `{alert_id}` cannot be acknowledged: {e}"),
+        )
+    })?;
+    let env = Envelope::typed(
+        topic,
+        &crate::messages::alerts::AlertAck {
+            alert_id: alert_id.clone(),
+            ack_by: body.acknowledged_by,
+            ack_note: body.notes,
+            resolution: body.resolution,
+        },
+        state.bus.node(),
+    )
+    .map_err(|e| ApiError::from_bus(&e.into(), ""))?;
+    let id = env.id.to_string();
+    state
+        .bus
+        .broadcast(env)
+        .await
+        .map_err(|e| ApiError::from_bus(&e, ""))?;
+    Ok((StatusCode::CREATED, Json(json!({ "id": id }))).into_response())
+}

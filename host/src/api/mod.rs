@@ -1,0 +1,286 @@
+//! The gateway: the host as a server. One HTTP server on `[api] listen`,
+//! every route under `/v1`, JSON in and out, errors `{"error", "field"}`
+//! with a 4xx status (see [`error`]), bearer tokens with scopes (see
+//! [`auth`]). The reference with a curl example per route is
+//! `docs/api.md`.
+//!
+//! | method | path | scope | does |
+//! |---|---|---|---|
+//! | POST | `/v1/channels/{channel}/messages` | `publish:<channel>` | publish one message (`{"topic","kind","payload",…}`) or a batch (`{"messages":[…]}`) → 201 |
+//! | GET | `/v1/channels/{channel}/stream?pattern=P` | `read` | live envelopes as Server-Sent Events or a WebSocket |
+//! | POST | `/v1/alerts/{alert_id}/ack` | `publish:alerts` | publish an `AlertAck` |
+//! | POST | `/v1/stores/{store}/streams/{stream}` | `append:<store>` | append events atomically (idempotent by event id) → 201; 409 on a version conflict |
+//! | GET | `/v1/stores/{store}/streams/{stream}` | `read` | read a stream, `$all`, `$et-<type>`, `$pattern-<glob>` |
+//! | GET | `/v1/stores/{store}/streams` | `read` | stream names and versions |
+//! | GET | `/v1/stores/{store}/streams/{stream}/subscribe?from=` | `read` | catch-up then live, SSE (resumable with `Last-Event-ID`) or WebSocket |
+//! | GET | `/v1/emitters` | `read` | emitter workers: position, lag, paused |
+//! | GET | `/v1/plugins`, `/v1/plugins/{name}`, `/v1/health` | `read` | plugin list and status, subscription health |
+//! | POST, DELETE | `/v1/plugins…` | `admin` | load, reload, unload plugins |
+//!
+//! Layers: [`auth`] (who) → the handlers (what) → [`report`] (what the
+//! operator learns about refusals, rate-limited per client).
+
+pub mod auth;
+mod channels;
+pub mod error;
+pub mod feed;
+pub mod plugins;
+pub mod report;
+mod stores;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::extract::{ConnectInfo, Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+
+use crate::bus::Bus;
+use crate::config::ApiConfig;
+use crate::runtime::Plugins;
+
+pub use auth::{Auth, Need, Principal, Scope};
+pub use error::ApiError;
+
+/// Everything the handlers use.
+#[derive(Debug)]
+pub struct ApiState {
+    pub(crate) bus: Bus,
+    pub(crate) plugins: Arc<Plugins>,
+    pub(crate) stores: Arc<crate::emitter::Stores>,
+    pub(crate) emitters: Arc<crate::emitter::Emitters>,
+    pub(crate) config: ApiConfig,
+    pub(crate) auth: Auth,
+    pub(crate) reports: report::ClientReports,
+    /// One permit per connected stream client.
+    pub(crate) stream_slots: Arc<tokio::sync::Semaphore>,
+}
+
+impl ApiState {
+    /// The state of a gateway over `bus` and `plugins`.
+    ///
+    /// # Errors
+    /// Text naming the `[api]` key at fault: a bad token entry, or a
+    /// non-loopback `listen` without tokens.
+    pub fn new(
+        bus: Bus,
+        plugins: Arc<Plugins>,
+        emitters: Arc<crate::emitter::Emitters>,
+        config: ApiConfig,
+    ) -> Result<ApiState, String> {
+        let auth = Auth::new(&config.tokens)?;
+        if let Ok(addr) = config.listen.parse::<SocketAddr>() {
+            if !addr.ip().is_loopback() && !auth.enabled() {
+                return Err(format!(
+                    "api.listen = \"{}\" is not a loopback address and no [[api.tokens]] are configured: \
+                     anyone who can reach it could publish, append and load plugins. Add a token — \
+                     `exesdb-host token new NAME --scope admin` prints one and its [[api.tokens]] entry — \
+                     or listen on 127.0.0.1",
+                    config.listen
+                ));
+            }
+        }
+        Ok(ApiState {
+            reports: report::ClientReports::new(bus.clone()),
+            stream_slots: Arc::new(tokio::sync::Semaphore::new(config.max_stream_clients)),
+            bus,
+            plugins,
+            stores: Arc::clone(emitters.stores()),
+            emitters,
+            config,
+            auth,
+        })
+    }
+
+    /// `Ok` when `who` may do `need`; otherwise a 403 naming the scope,
+    /// reported (rate-limited) as an `AccessViolation` and a failed
+    /// `AccessLog`.
+    ///
+    /// # Errors
+    /// The 403 answer.
+    pub fn require(&self, who: &Principal, need: &Need, resource: &str) -> Result<(), ApiError> {
+        if who.allows(need) {
+            return Ok(());
+        }
+        let scope = need.scope();
+        self.reports.refused(
+            &who.name,
+            who.client.ip(),
+            report::SCOPE_MISSING,
+            &scope,
+            resource,
+        );
+        Err(ApiError::new(
+            axum::http::StatusCode::FORBIDDEN,
+            format!(
+                "token `{}` lacks the scope `{scope}` for {resource}",
+                who.name
+            ),
+        )
+        .at("authorization"))
+    }
+}
+
+/// The gateway's routes.
+pub fn router(state: Arc<ApiState>) -> Router {
+    let plugins = plugins::router(Arc::clone(&state.plugins)).layer(
+        axum::middleware::from_fn_with_state(Arc::clone(&state), plugin_scopes),
+    );
+    let limit = state.config.max_body_bytes;
+    Router::new()
+        .route("/v1/channels/{channel}/messages", post(channels::publish))
+        .route("/v1/channels/{channel}/stream", get(channels::stream))
+        .route("/v1/alerts/{alert_id}/ack", post(channels::ack))
+        .route("/v1/stores/{store}/streams", get(stores::streams))
+        .route(
+            "/v1/stores/{store}/streams/{stream}",
+            get(stores::read).post(stores::append),
+        )
+        .route(
+            "/v1/stores/{store}/streams/{stream}/subscribe",
+            get(stores::subscribe),
+        )
+        .route("/v1/emitters", get(stores::emitters))
+        .with_state(Arc::clone(&state))
+        .nest("/v1", plugins)
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&state),
+            authenticate,
+        ))
+        .layer(axum::extract::DefaultBodyLimit::max(limit))
+}
+
+async fn not_found(req: Request) -> Response {
+    let answer = ApiError::new(
+        axum::http::StatusCode::NOT_FOUND,
+        format!(
+            "no route {} {} (routes are under /v1; see docs/api.md)",
+            req.method(),
+            req.uri().path()
+        ),
+    );
+    error::refuse(req, answer).await
+}
+
+async fn method_not_allowed(req: Request) -> Response {
+    let answer = ApiError::new(
+        axum::http::StatusCode::METHOD_NOT_ALLOWED,
+        format!(
+            "{} is not a method of {} (see docs/api.md)",
+            req.method(),
+            req.uri().path()
+        ),
+    );
+    error::refuse(req, answer).await
+}
+
+/// Authenticates every request; the [`Principal`] goes into the request's
+/// extensions. A refusal is a 401, reported (rate-limited) on `security`
+/// and `audit`.
+async fn authenticate(
+    State(state): State<Arc<ApiState>>,
+    ConnectInfo(client): ConnectInfo<SocketAddr>,
+    mut req: Request,
+    next: Next,
+) -> Response {
+    let header = req
+        .headers()
+        .get(axum::http::header::AUTHORIZATION)
+        .map(|v| v.to_str().unwrap_or("\u{fffd}").to_owned());
+    match state.auth.authenticate(header.as_deref(), client) {
+        Ok(principal) => {
+            if state.auth.enabled() {
+                state.reports.accepted(&principal.name, client.ip());
+            }
+            req.extensions_mut().insert(principal);
+            let mut response = next.run(req).await;
+            if response.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+                // The rest of an oversized body stays unread: the
+                // connection closes, and the client must know not to
+                // reuse it.
+                response.headers_mut().insert(
+                    axum::http::header::CONNECTION,
+                    axum::http::HeaderValue::from_static("close"),
+                );
+            }
+            response
+        }
+        Err(failure) => {
+            state.reports.refused(
+                "unauthenticated",
+                client.ip(),
+                report::AUTH_FAILED,
+                "authenticate",
+                &format!("{} {}", req.method(), req.uri().path()),
+            );
+            let mut answer = ApiError::new(axum::http::StatusCode::UNAUTHORIZED, failure.text())
+                .at("authorization")
+                .into_response();
+            answer.headers_mut().insert(
+                axum::http::header::WWW_AUTHENTICATE,
+                axum::http::HeaderValue::from_static("Bearer"),
+            );
+            error::refuse(req, answer).await
+        }
+    }
+}
+
+/// Plugin routes: reading needs `read`, changes need `admin`.
+async fn plugin_scopes(
+    State(state): State<Arc<ApiState>>,
+    axum::Extension(who): axum::Extension<Principal>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let need = if req.method() == axum::http::Method::GET {
+        Need::Read
+    } else {
+        Need::Admin
+    };
+    let resource = format!("{} {}", req.method(), req.uri().path());
+    match state.require(&who, &need, &resource) {
+        Ok(()) => next.run(req).await,
+        Err(e) => error::refuse(req, e).await,
+    }
+}
+
+/// Binds `addr` and serves the gateway until the task is aborted; returns
+/// the bound address (useful with port 0) and the serving task. Refusals
+/// counted for their aggregated report are flushed every second.
+///
+/// # Errors
+/// The bind error, naming the address.
+pub async fn serve(
+    addr: SocketAddr,
+    state: Arc<ApiState>,
+) -> anyhow::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| anyhow::anyhow!("the API cannot listen on {addr}: {e} ([api] listen)"))?;
+    let local = listener.local_addr()?;
+    let app = router(Arc::clone(&state));
+    let task = tokio::spawn(async move {
+        let flusher = async {
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+            loop {
+                tick.tick().await;
+                state.reports.flush();
+            }
+        };
+        let server = axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        );
+        tokio::select! {
+            r = server => if let Err(e) = r {
+                tracing::error!(class = "failure", "the API stopped: {e}");
+            },
+            () = flusher => {}
+        }
+    });
+    Ok((local, task))
+}

@@ -1,0 +1,666 @@
+//! What an operator does with a running host, step by step as a user would:
+//! plugin files in the watched directory, `exesdb-host plugin …` against the
+//! admin API, and what the console, `security`, `audit` and `alerts` show.
+//!
+//! - a parked plugin is revived by `plugin reload` (with and without
+//!   `--manifest`);
+//! - a bad file in the watched directory is reported once per change;
+//! - `plugin unload` holds until the plugin's files change, whichever way
+//!   the plugin was loaded;
+//! - a flood of refused calls is reported aggregated, counted exactly, and
+//!   parks the plugin once it exceeds its violation budget.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use exesdb_host::artifacts::{JSON_LOG_FORMATTER_WASM, TEST_GUEST_WASM};
+use exesdb_host::bus::{Channel, Subscriber, SubscriberOptions};
+use exesdb_host::config::Config;
+use exesdb_host::host::Host;
+use exesdb_host::messages::alerts::SystemAlert;
+use exesdb_host::messages::audit::AccessLog;
+use exesdb_host::messages::security::{AccessViolation, SecurityAlert};
+use exesdb_host::messages::Envelope;
+use serde_json::{json, Value};
+use tempfile::TempDir;
+
+mod common;
+use common::{cli, next_where, path_str, Run, WAIT};
+
+/// Debounce of the watcher in these tests.
+const DEBOUNCE_MS: u64 = 100;
+/// Long enough for the watcher to have acted on any change several times.
+const SETTLE: Duration = Duration::from_millis(1500);
+
+/// A running host watching `dir`, with its admin API on a free port.
+struct Fixture {
+    host: Host,
+    admin: String,
+    dir: TempDir,
+    _cache: TempDir,
+}
+
+impl Fixture {
+    /// Starts a host over `dir` (which may already hold plugins), with
+    /// `extra` settings as `EXESDB_*` variables.
+    async fn start_in(dir: TempDir, extra: &[(&str, &str)]) -> Fixture {
+        let cache = tempfile::tempdir().unwrap();
+        let debounce = DEBOUNCE_MS.to_string();
+        let mut env: Vec<(String, String)> = [
+            ("EXESDB_API__LISTEN", "127.0.0.1:0"),
+            ("EXESDB_PLUGINS__BUNDLED", "false"),
+            ("EXESDB_PLUGINS__WATCH", "true"),
+            ("EXESDB_PLUGINS__DIR", path_str(dir.path())),
+            ("EXESDB_PLUGINS__WATCH_DEBOUNCE_MS", &debounce),
+            ("EXESDB_RUNTIME__CACHE_DIR", path_str(cache.path())),
+        ]
+        .iter()
+        .chain(extra)
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+        env.push((
+            "EXESDB_HEALTH_MONITORING__CHECK_INTERVAL".into(),
+            "60000".into(),
+        ));
+        let config = Config::load_with_env(None, env).unwrap();
+        let host = Host::start(config).await.unwrap();
+        let admin = format!("http://{}", host.api_addr().unwrap());
+        Fixture {
+            host,
+            admin,
+            dir,
+            _cache: cache,
+        }
+    }
+
+    async fn start(extra: &[(&str, &str)]) -> Fixture {
+        Self::start_in(tempfile::tempdir().unwrap(), extra).await
+    }
+
+    async fn cli(&self, args: &[&str]) -> Run {
+        cli(&self.admin, args).await
+    }
+
+    /// `plugin status NAME` as JSON.
+    async fn status(&self, name: &str) -> Value {
+        self.cli(&["status", name]).await.json()
+    }
+
+    /// A subscriber with room for everything a test makes.
+    fn watch(&self, channel: Channel, pattern: &str) -> Subscriber {
+        watch_bus(self.host.bus(), channel, pattern)
+    }
+
+    fn path(&self, file: &str) -> PathBuf {
+        self.dir.path().join(file)
+    }
+}
+
+fn watch_bus(bus: &exesdb_host::bus::Bus, channel: Channel, pattern: &str) -> Subscriber {
+    let sub = bus
+        .subscriber_with(
+            &format!("test-watch-{channel}-{pattern}"),
+            SubscriberOptions {
+                capacity: Some(1_000_000),
+                policy: None,
+            },
+        )
+        .unwrap();
+    sub.subscribe(channel, pattern).unwrap();
+    sub
+}
+
+/// Writes `content` to `dir/file` under a temporary name, then renames it
+/// into place (the documented way to deploy).
+fn deploy(dir: &Path, file: &str, content: &[u8]) {
+    let tmp = dir.join(format!(".{file}.tmp"));
+    std::fs::write(&tmp, content).unwrap();
+    std::fs::rename(&tmp, dir.join(file)).unwrap();
+}
+
+/// The test guest's manifest as plugin `name` in `mode`, with `extra` TOML.
+fn guest_manifest(name: &str, version: &str, mode: &str, extra: &str) -> String {
+    format!(
+        r#"name = "{name}"
+version = "{version}"
+world = "subscriber"
+
+[[subscribe]]
+channel = "events"
+pattern = ">"
+
+[[publish]]
+channel = "diagnostics"
+pattern = "echo:>"
+
+[config]
+mode = "{mode}"
+tag = "{version}"
+{extra}"#
+    )
+}
+
+/// Deploys the test guest as `name` into `dir`.
+fn deploy_guest(dir: &Path, name: &str, version: &str, mode: &str) {
+    deploy(
+        dir,
+        &format!("{name}.wasm"),
+        &std::fs::read(TEST_GUEST_WASM).unwrap(),
+    );
+    deploy(
+        dir,
+        &format!("{name}.toml"),
+        guest_manifest(name, version, mode, "").as_bytes(),
+    );
+}
+
+/// Publishes one event whose payload is `payload`.
+async fn publish(bus: &exesdb_host::bus::Bus, payload: Value) -> String {
+    let env = Arc::new(Envelope::new(
+        Channel::Events,
+        "s:x",
+        "custom.e",
+        payload,
+        bus.node(),
+    ));
+    bus.broadcast(Arc::clone(&env)).await.unwrap();
+    env.id.to_string()
+}
+
+/// Everything `sub` receives within `d`.
+async fn drain_for(sub: &Subscriber, d: Duration) -> Vec<Arc<Envelope>> {
+    let deadline = tokio::time::Instant::now() + d;
+    let mut got = Vec::new();
+    while let Ok(Some(env)) = tokio::time::timeout_at(deadline, sub.recv()).await {
+        got.push(env);
+    }
+    got
+}
+
+/// Polls `plugin status NAME` until `pred` holds.
+async fn wait_status(f: &Fixture, name: &str, pred: impl Fn(&Value) -> bool) -> Value {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let run = f.cli(&["status", name]).await;
+        if run.ok {
+            let v: Value = serde_json::from_str(&run.stdout).unwrap();
+            if pred(&v) {
+                return v;
+            }
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "status of {name} never matched: {run:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_parked_plugin_is_revived_by_plugin_reload() {
+    let f = Fixture::start(&[
+        ("EXESDB_RUNTIME__MAX_RESTARTS", "1"),
+        ("EXESDB_RUNTIME__RESTART_BACKOFF_MS", "10"),
+    ])
+    .await;
+    // Outside the watched directory: only the CLI loads it.
+    let elsewhere = tempfile::tempdir().unwrap();
+    deploy_guest(elsewhere.path(), "crashy", "1.0.0", "trap");
+    let manifest = elsewhere.path().join("crashy.toml");
+    f.cli(&["load", path_str(&manifest)]).await.json();
+    let echoes = f.watch(Channel::Diagnostics, "echo:crashy");
+    let bus = f.host.bus().clone();
+
+    for revive in [
+        vec!["reload", "crashy"],
+        vec!["reload", "crashy", "--manifest", path_str(&manifest)],
+    ] {
+        // Two traps within the window park it (max_restarts = 1).
+        publish(&bus, json!({ "say": "boom" })).await;
+        wait_status(&f, "crashy", |s| {
+            s["traps"].as_u64() >= Some(1) && s["state"] == "running"
+        })
+        .await;
+        publish(&bus, json!({ "say": "boom" })).await;
+        let parked = wait_status(&f, "crashy", |s| s["state"] == "parked").await;
+        assert!(
+            parked["last_error"].as_str().unwrap().contains("parked"),
+            "{parked}"
+        );
+        // Parked: a message waits.
+        let waiting = publish(&bus, json!({ "say": "fine" })).await;
+
+        let run = f
+            .cli(&revive.iter().map(|s| &**s).collect::<Vec<_>>())
+            .await;
+        let revived = run.json();
+        assert_eq!(revived["state"], "running", "{revive:?}: {revived}");
+        // A fresh instance handles the message that waited, then new ones.
+        next_where(&echoes, |e| e.payload()["id"] == waiting.as_str()).await;
+        let fresh = publish(&bus, json!({ "say": "again" })).await;
+        next_where(&echoes, |e| e.payload()["id"] == fresh.as_str()).await;
+        let status = f.status("crashy").await;
+        assert_eq!(status["state"], "running", "{status}");
+        assert_eq!(status["restarts"], 0, "{status}");
+        let health = f.host.plugins().health().subscription("crashy").unwrap();
+        assert_eq!(
+            health.breaker,
+            exesdb_host::messages::tracking::BreakerState::Closed,
+            "{revive:?}"
+        );
+    }
+    f.host.shutdown().await.unwrap();
+}
+
+/// The bad plugins of the watched-directory test, by plugin name.
+fn bad_files(dir: &Path) {
+    let guest = std::fs::read(TEST_GUEST_WASM).unwrap();
+    // Random bytes.
+    deploy(
+        dir,
+        "noise.wasm",
+        &[0x13, 0x37, 0xde, 0xad, 0xbe, 0xef, 0, 1, 2, 3],
+    );
+    deploy(
+        dir,
+        "noise.toml",
+        guest_manifest("noise", "1.0.0", "echo", "").as_bytes(),
+    );
+    // A core module, not a component.
+    deploy(dir, "core.wasm", b"\0asm\x01\0\0\0");
+    deploy(
+        dir,
+        "core.toml",
+        guest_manifest("core", "1.0.0", "echo", "").as_bytes(),
+    );
+    // A log formatter declared as a subscriber.
+    deploy(
+        dir,
+        "world.wasm",
+        &std::fs::read(JSON_LOG_FORMATTER_WASM).unwrap(),
+    );
+    deploy(
+        dir,
+        "world.toml",
+        guest_manifest("world", "1.0.0", "echo", "").as_bytes(),
+    );
+    // A manifest with an unknown key.
+    deploy(dir, "keyed.wasm", &guest);
+    deploy(
+        dir,
+        "keyed.toml",
+        guest_manifest("keyed", "1.0.0", "echo", "")
+            .replace("world = ", "colour = 1\nworld = ")
+            .as_bytes(),
+    );
+    // A manifest naming a component that does not exist.
+    deploy(
+        dir,
+        "lonely.toml",
+        guest_manifest("lonely", "1.0.0", "echo", "")
+            .replace("world = ", "component = \"nowhere.wasm\"\nworld = ")
+            .as_bytes(),
+    );
+}
+
+/// The `Plugin change rejected` alerts in `got`, counted by plugin.
+fn rejections(got: &[Arc<Envelope>]) -> BTreeMap<String, usize> {
+    let mut by_plugin = BTreeMap::new();
+    for env in got {
+        let alert: SystemAlert = env.decode().unwrap();
+        if alert.title == "Plugin change rejected" {
+            let plugin = alert
+                .metadata
+                .get("plugin")
+                .and_then(Value::as_str)
+                .unwrap_or_else(|| panic!("the alert names the plugin: {alert:?}"))
+                .to_owned();
+            *by_plugin.entry(plugin).or_default() += 1;
+        }
+    }
+    by_plugin
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_file_in_the_watched_directory_is_reported_once_per_change() {
+    let f = Fixture::start(&[]).await;
+    let alerts = f.watch(Channel::Alerts, "system_alert:>");
+    bad_files(f.dir.path());
+    // Quiet for several debounce periods: one report per bad plugin.
+    let got = drain_for(&alerts, SETTLE * 2).await;
+    let expected: BTreeMap<String, usize> = ["core", "keyed", "lonely", "noise", "world"]
+        .into_iter()
+        .map(|n| (n.to_owned(), 1))
+        .collect();
+    assert_eq!(rejections(&got), expected);
+    let lonely = got
+        .iter()
+        .map(|e| e.decode::<SystemAlert>().unwrap())
+        .find(|a| a.metadata["plugin"] == "lonely")
+        .unwrap();
+    assert!(
+        lonely.metadata["error"]
+            .as_str()
+            .unwrap()
+            .contains("nowhere.wasm"),
+        "{lonely:?}"
+    );
+    assert!(f.host.plugins().list().is_empty());
+
+    // A change of one file is reported once more — for that plugin only.
+    deploy(f.dir.path(), "noise.wasm", b"other random bytes");
+    let got = drain_for(&alerts, SETTLE).await;
+    assert_eq!(rejections(&got), BTreeMap::from([("noise".to_owned(), 1)]));
+
+    // A fix loads it.
+    deploy(
+        f.dir.path(),
+        "noise.wasm",
+        &std::fs::read(TEST_GUEST_WASM).unwrap(),
+    );
+    wait_status(&f, "noise", |s| s["state"] == "running").await;
+    f.host.shutdown().await.unwrap();
+}
+
+/// Asserts `name` stays unloaded, shown as such, while its files stay.
+async fn assert_held_unloaded(f: &Fixture, name: &str) {
+    tokio::time::sleep(SETTLE).await;
+    assert!(f.host.plugins().status(name).is_none(), "{name} came back");
+    let status = f.status(name).await;
+    assert_eq!(status["state"], "unloaded", "{status}");
+    let list = f.cli(&["list"]).await;
+    assert!(list.ok, "{list:#?}");
+    let row = list
+        .stdout
+        .lines()
+        .find(|l| l.starts_with(name))
+        .unwrap_or_else(|| panic!("{name} listed: {list:#?}"));
+    let dir = f.dir.path().display().to_string();
+    assert!(
+        row.contains(&format!("unloaded (files still in {dir})")),
+        "{row}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unload_holds_until_the_plugins_files_change() {
+    // Loaded at start-up.
+    let dir = tempfile::tempdir().unwrap();
+    deploy_guest(dir.path(), "held", "1.0.0", "echo");
+    let f = Fixture::start_in(dir, &[]).await;
+    assert_eq!(f.status("held").await["version"], "1.0.0");
+    assert_eq!(f.cli(&["unload", "held"]).await.stdout.trim(), "ok");
+    assert_held_unloaded(&f, "held").await;
+
+    // Loaded by the CLI, from the watched directory.
+    let manifest = f.path("held.toml");
+    let loaded = f.cli(&["load", path_str(&manifest)]).await.json();
+    assert_eq!(loaded["state"], "running", "{loaded}");
+    f.cli(&["unload", "held"]).await;
+    assert_held_unloaded(&f, "held").await;
+
+    // A change of its files loads it again (watcher), and the next change
+    // reloads it (watcher); an unload after that holds too.
+    deploy(
+        f.dir.path(),
+        "held.toml",
+        guest_manifest("held", "2.0.0", "echo", "").as_bytes(),
+    );
+    wait_status(&f, "held", |s| {
+        s["state"] == "running" && s["version"] == "2.0.0"
+    })
+    .await;
+    deploy(
+        f.dir.path(),
+        "held.toml",
+        guest_manifest("held", "3.0.0", "echo", "").as_bytes(),
+    );
+    wait_status(&f, "held", |s| s["version"] == "3.0.0").await;
+    f.cli(&["unload", "held"]).await;
+    assert_held_unloaded(&f, "held").await;
+
+    // `plugin reload` of a held plugin loads it from its files.
+    let reloaded = f.cli(&["reload", "held"]).await.json();
+    assert_eq!(reloaded["state"], "running", "{reloaded}");
+    assert_eq!(reloaded["version"], "3.0.0", "{reloaded}");
+    f.host.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_call_floods_are_aggregated_counted_and_park_the_plugin() {
+    let f = Fixture::start(&[("EXESDB_RUNTIME__MAX_VIOLATIONS_PER_MINUTE", "1000")]).await;
+    let security = f.watch(Channel::Security, ">");
+    let audit = f.watch(Channel::Audit, "audit:access_log:plugin");
+    let echoes = f.watch(Channel::Diagnostics, "echo:flood");
+    deploy(
+        f.dir.path(),
+        "flood.wasm",
+        &std::fs::read(TEST_GUEST_WASM).unwrap(),
+    );
+    deploy(
+        f.dir.path(),
+        "flood.toml",
+        guest_manifest("flood", "1.0.0", "deny-flood", "n = 100000\n").as_bytes(),
+    );
+    wait_status(&f, "flood", |s| s["state"] == "running").await;
+    publish(f.host.bus(), json!({})).await;
+    let report = next_where(&echoes, |e| e.kind == "custom.deny_flood").await;
+    assert_eq!(report.payload()["denied"], 100_000);
+
+    let on_security = drain_for(&security, Duration::from_millis(2500)).await;
+    let violations: Vec<AccessViolation> = on_security
+        .iter()
+        .filter(|e| e.kind == "AccessViolation")
+        .map(|e| e.decode().unwrap())
+        .collect();
+    assert!(
+        (1..=3).contains(&violations.len()),
+        "aggregated into a few reports: {}",
+        violations.len()
+    );
+    let counted: u64 = violations
+        .iter()
+        .map(|v| v.metadata["count"].as_u64().unwrap())
+        .sum();
+    assert_eq!(counted, 100_000, "the reports' counts add up exactly");
+    let alerts: Vec<SecurityAlert> = on_security
+        .iter()
+        .filter(|e| e.kind == "SecurityAlert")
+        .map(|e| e.decode().unwrap())
+        .collect();
+    assert_eq!(alerts.len(), 1, "{alerts:?}");
+    assert_eq!(alerts[0].alert_type, "violation_budget_exceeded");
+    assert_eq!(alerts[0].affected_users, ["flood"]);
+
+    let logs: Vec<AccessLog> = drain_for(&audit, Duration::from_millis(100))
+        .await
+        .iter()
+        .map(|e| e.decode().unwrap())
+        .collect();
+    assert_eq!(logs.len(), violations.len(), "one AccessLog per report");
+    assert!(logs.iter().all(|l| !l.success));
+
+    let status = wait_status(&f, "flood", |s| s["state"] == "parked").await;
+    assert_eq!(status["violations"], 100_000, "{status}");
+    assert!(
+        status["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("max_violations_per_minute"),
+        "{status}"
+    );
+    // Revived by a reload, with a fresh budget.
+    let revived = f.cli(&["reload", "flood"]).await.json();
+    assert_eq!(revived["state"], "running", "{revived}");
+    f.host.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscriber_learns_how_many_messages_its_inbox_dropped() {
+    let f = Fixture::start(&[("EXESDB_BUS__INBOX_CAPACITY", "8")]).await;
+    let echoes = f.watch(Channel::Diagnostics, "echo:lagging");
+    deploy_guest(f.dir.path(), "lagging", "1.0.0", "echo");
+    wait_status(&f, "lagging", |s| s["state"] == "running").await;
+    let bus = f.host.bus().clone();
+    const SENT: u64 = 20_000;
+    for i in 0..SENT {
+        let env = Envelope::new(
+            Channel::Events,
+            "s:x",
+            "custom.e",
+            json!({ "i": i }),
+            bus.node(),
+        );
+        bus.publish_now(env).unwrap();
+    }
+    // Until the echoes stop: every message is either handled or counted
+    // as missed in a `Lagged` marker.
+    let (mut handled, mut missed, mut last_total) = (0u64, 0u64, 0u64);
+    loop {
+        let got = drain_for(&echoes, Duration::from_millis(1000)).await;
+        if got.is_empty() {
+            break;
+        }
+        for echo in got {
+            let p = echo.payload();
+            if p["kind"] == "Lagged" {
+                assert_eq!(p["topic"], "lagged:lagging", "{p}");
+                let marker: Value = serde_json::from_str(p["payload"].as_str().unwrap()).unwrap();
+                missed += marker["missed"].as_u64().unwrap();
+                last_total = marker["total_missed"].as_u64().unwrap();
+            } else {
+                handled += 1;
+            }
+        }
+    }
+    assert!(missed > 0, "an inbox of 8 drops under this flood");
+    assert_eq!(
+        handled + missed,
+        SENT,
+        "handled {handled} + missed {missed}"
+    );
+    assert_eq!(last_total, missed);
+    let status = f.status("lagging").await;
+    assert_eq!(status["dropped"], missed, "{status}");
+    f.host.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_report_names_only_its_own_instances_stderr_on_one_line() {
+    let f = Fixture::start(&[("EXESDB_RUNTIME__RESTART_BACKOFF_MS", "10")]).await;
+    let traces = f.watch(Channel::Diagnostics, "debug_trace:crashy");
+    let life = f.watch(Channel::Lifecycle, "process_lifecycle:crashy");
+    deploy_guest(f.dir.path(), "crashy", "1.0.0", "trap");
+    wait_status(&f, "crashy", |s| s["state"] == "running").await;
+    let bus = f.host.bus().clone();
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        let id = publish(&bus, json!({ "say": "boom" })).await;
+        let trace = next_where(&traces, |_| true).await;
+        let crashed = next_where(&life, |e| e.payload()["event"] == "crashed").await;
+        next_where(&life, |e| e.payload()["event"] == "restarted").await;
+        // The full text, with the guest's panic on stderr, is in the trace.
+        let full = trace.payload()["stack_trace"].as_str().unwrap().to_owned();
+        assert!(full.contains(&format!("boom in message {id}")), "{full}");
+        for earlier in &ids {
+            assert!(
+                !full.contains(earlier),
+                "an earlier instance's stderr: {full}"
+            );
+        }
+        // Console-facing texts are one line.
+        let reason = crashed.payload()["reason"].as_str().unwrap().to_owned();
+        assert!(!reason.contains('\n'), "{reason}");
+        // The trace and the lifecycle event point at the message that trapped.
+        assert_eq!(trace.causation_id.as_deref(), Some(id.as_str()));
+        assert_eq!(crashed.causation_id.as_deref(), Some(id.as_str()));
+        ids.push(id);
+    }
+    let status = f.status("crashy").await;
+    assert!(
+        !status["last_error"].as_str().unwrap().contains('\n'),
+        "{status}"
+    );
+    let list = f.cli(&["list"]).await;
+    assert_eq!(
+        list.stdout.lines().count(),
+        2,
+        "header and one row: {list:#?}"
+    );
+    f.host.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn loads_during_shutdown_are_refused_and_no_worker_outlives_it() {
+    let f = Fixture::start(&[]).await;
+    let elsewhere = tempfile::tempdir().unwrap();
+    for i in 0..6 {
+        deploy_guest(elsewhere.path(), &format!("late{i}"), "1.0.0", "echo");
+    }
+    let plugins = Arc::clone(f.host.plugins());
+    // Loads keep arriving while the host shuts down.
+    let loader = {
+        let plugins = Arc::clone(&plugins);
+        let dir = elsewhere.path().to_owned();
+        tokio::spawn(async move {
+            let mut refused = 0;
+            for round in 0..200 {
+                let name = format!("late{}", round % 6);
+                let path = dir.join(format!("{name}.toml"));
+                match plugins.reload_file_by("operator", &path).await {
+                    Err(exesdb_host::runtime::PluginError::ShuttingDown { .. }) => refused += 1,
+                    _ => tokio::task::yield_now().await,
+                }
+            }
+            refused
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    f.host.shutdown().await.unwrap();
+    let refused = loader.await.unwrap();
+    assert!(refused > 0, "loads after the shutdown began are refused");
+    assert!(plugins.list().is_empty(), "{:?}", plugins.list());
+    // Every worker thread has ended: their threads are named `plugin-<name>`.
+    let threads = std::fs::read_dir("/proc/self/task")
+        .unwrap()
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+        .filter(|name| name.starts_with("plugin-late"))
+        .count();
+    assert_eq!(threads, 0, "plugin worker threads left running");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn socket_attempts_are_refused_and_reported_as_violations() {
+    let f = Fixture::start(&[]).await;
+    let security = f.watch(Channel::Security, "access_violation:netty");
+    let echoes = f.watch(Channel::Diagnostics, "echo:netty");
+    deploy_guest(f.dir.path(), "netty", "1.0.0", "socket");
+    wait_status(&f, "netty", |s| s["state"] == "running").await;
+    publish(f.host.bus(), json!({})).await;
+    let outcome = next_where(&echoes, |e| e.kind == "custom.socket").await;
+    assert_eq!(
+        outcome.payload()["tcp"],
+        "err:PermissionDenied",
+        "{}",
+        outcome.payload()
+    );
+    assert_eq!(
+        outcome.payload()["udp"],
+        "err:PermissionDenied",
+        "{}",
+        outcome.payload()
+    );
+    let mut seen = Vec::new();
+    for _ in 0..2 {
+        let v: AccessViolation = next_where(&security, |_| true).await.decode().unwrap();
+        assert_eq!(v.violation_type, "network_denied");
+        assert_eq!(v.user_id, "netty");
+        seen.push(v.action);
+    }
+    seen.sort();
+    assert_eq!(seen, ["create_tcp_socket", "create_udp_socket"]);
+    assert_eq!(f.status("netty").await["violations"], 2);
+    f.host.shutdown().await.unwrap();
+}
