@@ -65,7 +65,16 @@ impl Host {
     /// # Errors
     /// [`HostError`] if a start-up step fails.
     pub async fn start(config: Config) -> Result<Host, HostError> {
-        let bus = Bus::new(config.bus_config());
+        Self::start_on(Bus::new(config.bus_config()), config).await
+    }
+
+    /// [`start`](Self::start) on a bus made by the caller (with
+    /// `config.bus_config()`), who can subscribe before the host announces
+    /// anything — its `SystemLifecycle` and `SystemConfig` included.
+    ///
+    /// # Errors
+    /// [`HostError`] if a start-up step fails.
+    pub async fn start_on(bus: Bus, config: Config) -> Result<Host, HostError> {
         let integration = Integration::new(bus.clone());
         integration
             .broadcast_system_lifecycle(LifecycleEvent::Starting, SYSTEM_NAME, VERSION)

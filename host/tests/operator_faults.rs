@@ -664,3 +664,84 @@ async fn socket_attempts_are_refused_and_reported_as_violations() {
     assert_eq!(f.status("netty").await["violations"], 2);
     f.host.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_delivery_is_traceable_to_its_message() {
+    let f = Fixture::start(&[]).await;
+    let health = f.watch(Channel::Health, "subscription_health:default:failing");
+    deploy_guest(f.dir.path(), "failing", "1.0.0", "fail-always");
+    wait_status(&f, "failing", |s| s["state"] == "running").await;
+    let env = Envelope::new(Channel::Events, "s:x", "custom.e", json!({}), "n")
+        .with_correlation_id("order-42");
+    let id = env.id.to_string();
+    f.host.bus().broadcast(env).await.unwrap();
+    let failed = next_where(&health, |e| e.payload()["event"] == "delivery_failed").await;
+    assert_eq!(failed.causation_id.as_deref(), Some(id.as_str()));
+    assert_eq!(failed.correlation_id.as_deref(), Some("order-42"));
+    f.host.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_host_announces_its_configuration_and_audits_api_requests() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("host.toml");
+    let (token, digest) = exesdb_host::api::auth::new_token();
+    std::fs::write(
+        &file,
+        format!("[[api.tokens]]\nname = \"ci\"\nsha256 = \"{digest}\"\nscopes = [\"admin\"]\n"),
+    )
+    .unwrap();
+    let env = [
+        ("EXESDB_API__LISTEN", "127.0.0.1:0"),
+        ("EXESDB_PLUGINS__BUNDLED", "false"),
+        ("EXESDB_STORES__DATA_DIR", path_str(dir.path())),
+    ]
+    .map(|(k, v)| (k.to_owned(), v.to_owned()));
+    let config = Config::load_with_env(Some(&file), env).unwrap();
+    // Subscribed before the host starts: the SystemConfig comes at start.
+    let bus = exesdb_host::bus::Bus::new(config.bus_config());
+    let announced = watch_bus(&bus, Channel::System, "system_config:>");
+    let audit = watch_bus(&bus, Channel::Audit, "audit:>");
+    let host = Host::start_on(bus, config).await.unwrap();
+    let cfg = next_where(&announced, |_| true).await;
+    assert_eq!(cfg.kind, "SystemConfig");
+    let changes = &cfg.payload()["changes"];
+    assert_eq!(changes["node"]["name"], "exesdb@localhost", "{changes}");
+    assert_eq!(changes["api"]["tokens"], "<redacted>", "{changes}");
+    assert!(
+        !cfg.payload_text().contains(&digest),
+        "no secret leaves the host"
+    );
+
+    // A successful API request is an AccessLog on audit.
+    let admin = format!("http://{}", host.api_addr().unwrap());
+    let run = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_exesdb-host"))
+            .args(["plugin", "list", "--admin", &admin, "--token", &token])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(run.status.success(), "{run:?}");
+    let log: AccessLog = next_where(&audit, |e| e.kind == "AccessLog")
+        .await
+        .decode()
+        .unwrap();
+    assert!(log.success, "{log:?}");
+    assert_eq!(log.resource_id, "/v1/plugins", "{log:?}");
+    // An append is a DataChange, also when made natively.
+    host.stores()
+        .append(
+            "default",
+            "orders-1",
+            exesdb_host::store::ExpectedVersion::Any,
+            vec![exesdb_host::store::NewEvent::json("OrderPlaced", json!({}))],
+        )
+        .await
+        .unwrap();
+    let change = next_where(&audit, |e| e.kind == "DataChange").await;
+    assert_eq!(change.payload()["resource_id"], "default:orders-1");
+    assert_eq!(change.payload()["user_id"], "host");
+    host.shutdown().await.unwrap();
+}

@@ -180,28 +180,8 @@ pub async fn stream(
     let channel = channel_of(&channel)?;
     state.require(&who, &Need::Read, &format!("stream of channel {channel}"))?;
     let patterns = patterns(uri.query())?;
-    let sse = headers
-        .get(axum::http::header::ACCEPT)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.contains("text/event-stream"));
-    if ws.is_err() && !sse {
-        return Err(ApiError::new(
-            StatusCode::NOT_ACCEPTABLE,
-            "a stream is a WebSocket (send an upgrade) or Server-Sent Events (send `Accept: text/event-stream`)",
-        )
-        .at("accept"));
-    }
-    let permit = Arc::clone(&state.stream_slots)
-        .try_acquire_owned()
-        .map_err(|_| {
-            ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                format!(
-                    "{} stream clients are connected, the most [api] max_stream_clients allows",
-                    state.config.max_stream_clients
-                ),
-            )
-        })?;
+    super::stream_wanted(&headers, ws.is_ok(), "a stream")?;
+    let permit = state.stream_slot()?;
     let feed = Feed::new(
         &state.bus,
         &format!("api-stream:{}:{}", who.name, who.client),

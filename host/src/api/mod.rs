@@ -16,6 +16,7 @@
 //! | GET | `/v1/emitters` | `read` | emitter workers: position, lag, paused |
 //! | GET | `/v1/plugins`, `/v1/plugins/{name}`, `/v1/health` | `read` | plugin list and status, subscription health |
 //! | POST, DELETE | `/v1/plugins…` | `admin` | load, reload, unload plugins |
+//! | GET | `/metrics` | `read` | the host's metrics in the OpenMetrics text format (see [`metrics`]) |
 //!
 //! Layers: [`auth`] (who) → the handlers (what) → [`report`] (what the
 //! operator learns about refusals, rate-limited per client).
@@ -24,6 +25,7 @@ pub mod auth;
 mod channels;
 pub mod error;
 pub mod feed;
+pub mod metrics;
 pub mod plugins;
 pub mod report;
 mod stores;
@@ -56,6 +58,8 @@ pub struct ApiState {
     pub(crate) reports: report::ClientReports,
     /// One permit per connected stream client.
     pub(crate) stream_slots: Arc<tokio::sync::Semaphore>,
+    /// Requests answered, for `GET /metrics`.
+    pub(crate) requests: metrics::Requests,
 }
 
 impl ApiState {
@@ -91,6 +95,7 @@ impl ApiState {
             emitters,
             config,
             auth,
+            requests: metrics::Requests::default(),
         })
     }
 
@@ -123,6 +128,50 @@ impl ApiState {
     }
 }
 
+impl ApiState {
+    /// A slot for one more stream client, or a 503 naming the limit.
+    ///
+    /// # Errors
+    /// The 503 answer when `[api] max_stream_clients` are connected.
+    pub(crate) fn stream_slot(&self) -> Result<tokio::sync::OwnedSemaphorePermit, ApiError> {
+        Arc::clone(&self.stream_slots)
+            .try_acquire_owned()
+            .map_err(|_| {
+                ApiError::new(
+                    axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                    format!(
+                        "{} stream clients are connected, the most [api] max_stream_clients allows",
+                        self.config.max_stream_clients
+                    ),
+                )
+            })
+    }
+}
+
+/// Whether a stream request can be served: a WebSocket upgrade (`upgrade`)
+/// or `Accept: text/event-stream`; otherwise a 406 saying how to ask.
+///
+/// # Errors
+/// The 406 answer.
+pub(crate) fn stream_wanted(
+    headers: &axum::http::HeaderMap,
+    upgrade: bool,
+    what: &str,
+) -> Result<(), ApiError> {
+    let sse = headers
+        .get(axum::http::header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("text/event-stream"));
+    if upgrade || sse {
+        return Ok(());
+    }
+    Err(ApiError::new(
+        axum::http::StatusCode::NOT_ACCEPTABLE,
+        format!("{what} is a WebSocket (send an upgrade) or Server-Sent Events (send `Accept: text/event-stream`)"),
+    )
+    .at("accept"))
+}
+
 /// The gateway's routes.
 pub fn router(state: Arc<ApiState>) -> Router {
     let plugins = plugins::router(Arc::clone(&state.plugins)).layer(
@@ -143,6 +192,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
             get(stores::subscribe),
         )
         .route("/v1/emitters", get(stores::emitters))
+        .route("/metrics", get(metrics::scrape))
         .with_state(Arc::clone(&state))
         .nest("/v1", plugins)
         .fallback(not_found)
@@ -150,6 +200,10 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .layer(axum::middleware::from_fn_with_state(
             Arc::clone(&state),
             authenticate,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&state),
+            metrics::count,
         ))
         .layer(axum::extract::DefaultBodyLimit::max(limit))
 }

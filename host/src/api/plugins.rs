@@ -85,7 +85,11 @@ pub fn router(plugins: Arc<Plugins>) -> Router {
                 let bus = bus.clone();
                 async move {
                     let method = req.method().to_string();
-                    let path = req.uri().path().to_owned();
+                    // The full path: this router is nested under `/v1`.
+                    let path = req
+                        .extensions()
+                        .get::<axum::extract::OriginalUri>()
+                        .map_or_else(|| req.uri().path().to_owned(), |u| u.path().to_owned());
                     let started = std::time::Instant::now();
                     let response = next.run(req).await;
                     let access = crate::messages::audit::AccessLog {

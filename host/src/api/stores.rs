@@ -357,30 +357,9 @@ pub async fn subscribe(
             )
         }
     };
-    let sse = headers
-        .get(axum::http::header::ACCEPT)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.contains("text/event-stream"));
-    if ws.is_err() && !sse {
-        return Err(ApiError::new(
-            StatusCode::NOT_ACCEPTABLE,
-            "a subscription is a WebSocket (send an upgrade) or Server-Sent Events (send `Accept: text/event-stream`)",
-        )
-        .at("accept")
-        .into_response());
-    }
-    let permit = Arc::clone(&state.stream_slots)
-        .try_acquire_owned()
-        .map_err(|_| {
-            ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                format!(
-                    "{} stream clients are connected, the most [api] max_stream_clients allows",
-                    state.config.max_stream_clients
-                ),
-            )
-            .into_response()
-        })?;
+    super::stream_wanted(&headers, ws.is_ok(), "a subscription")
+        .map_err(IntoResponse::into_response)?;
+    let permit = state.stream_slot().map_err(IntoResponse::into_response)?;
     let reader = Reader::new(s, selector, start);
     if let Ok(ws) = ws {
         return Ok(ws.on_upgrade(move |socket| async move {

@@ -314,6 +314,7 @@ pub fn tail(
     } else {
         format!("/v1/channels/{channel}/stream?{query}")
     };
+    exit_on_signal()?;
     let painter = Painter::detect(crate::config::ColorMode::Auto);
     let stdout = std::io::stdout();
     remote.sse(&path, |event, data| {
@@ -339,6 +340,26 @@ pub fn tail(
         let mut out = stdout.lock();
         writeln!(out, "{line}").is_ok() && out.flush().is_ok()
     })
+}
+
+/// Ctrl-C or SIGTERM ends the process with exit code 0 (instead of the
+/// signal's default, death by signal). The listeners are registered before
+/// this returns, so a signal right after it is not lost; they are waited for
+/// on a thread of their own while the caller reads the feed.
+fn exit_on_signal() -> anyhow::Result<()> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let mut signals = {
+        let _inside = rt.enter();
+        crate::host::Signals::new()?
+    };
+    std::thread::spawn(move || {
+        rt.block_on(signals.recv());
+        let _ = std::io::stdout().flush();
+        std::process::exit(0);
+    });
+    Ok(())
 }
 
 /// A message as the console would show it: the spec's line for the kinds

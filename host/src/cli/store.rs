@@ -427,11 +427,7 @@ impl Held<'_> {
                      it with --admin or EXESDB_ADMIN_URL, or stop the host and retry",
                     u.base, u.cause
                 )),
-                None => e.context(format!(
-                    "store {} (through the host at {})",
-                    self.store,
-                    self.remote.base()
-                )),
+                None => e.context(format!("through the host at {}", self.remote.base())),
             })
     }
 

@@ -137,6 +137,18 @@ impl HealthTracker {
 
     /// Records an input for subscription `name` (tracked from its first input).
     pub fn record(&self, name: &str, input: HealthInput) {
+        self.record_caused(name, input, None);
+    }
+
+    /// [`record`](Self::record) of an outcome caused by message `cause` (a
+    /// failed delivery, a trap): the `SubscriptionHealth` reports carry its
+    /// id as causation id and its correlation id.
+    pub fn record_caused(
+        &self,
+        name: &str,
+        input: HealthInput,
+        cause: Option<&crate::messages::Envelope>,
+    ) {
         if !self.config.enabled {
             return;
         }
@@ -220,7 +232,7 @@ impl HealthTracker {
         };
         let (state, before) = snapshot;
         for event in events {
-            self.publish(&state, event);
+            self.publish(&state, event, cause);
         }
         if state.status != before {
             self.impact(&state, before);
@@ -246,7 +258,7 @@ impl HealthTracker {
             )
         };
         if let Some(state) = state {
-            self.publish(&state, HealthEventType::CircuitBreakerHalfOpen);
+            self.publish(&state, HealthEventType::CircuitBreakerHalfOpen, None);
         }
         gate
     }
@@ -255,7 +267,7 @@ impl HealthTracker {
     pub fn remove(&self, name: &str) {
         let removed = self.subs.lock().remove(name);
         if let Some(t) = removed {
-            self.publish(&t.state, HealthEventType::Removed);
+            self.publish(&t.state, HealthEventType::Removed, None);
         }
     }
 
@@ -297,7 +309,12 @@ impl HealthTracker {
         summary
     }
 
-    fn publish(&self, s: &SubscriptionHealthState, event: HealthEventType) {
+    fn publish(
+        &self,
+        s: &SubscriptionHealthState,
+        event: HealthEventType,
+        cause: Option<&crate::messages::Envelope>,
+    ) {
         let payload = SubscriptionHealth {
             store: self.store.clone(),
             subscription: s.name.clone(),
@@ -323,10 +340,11 @@ impl HealthTracker {
             "{}",
             format::health_event(&s.name, event.as_str(), &meta)
         );
-        self.send(&format!("store_health:{}", self.store), &payload);
-        self.send(
+        self.send_caused(&format!("store_health:{}", self.store), &payload, cause);
+        self.send_caused(
             &format!("subscription_health:{}:{}", self.store, s.name),
             &payload,
+            cause,
         );
     }
 
@@ -356,7 +374,26 @@ impl HealthTracker {
     }
 
     fn send<K: crate::messages::MessageKind>(&self, topic: &str, payload: &K) {
-        if let Err(e) = self.bus.publish_typed_now(topic, payload) {
+        self.send_caused(topic, payload, None);
+    }
+
+    fn send_caused<K: crate::messages::MessageKind>(
+        &self,
+        topic: &str,
+        payload: &K,
+        cause: Option<&crate::messages::Envelope>,
+    ) {
+        let result = match cause {
+            None => self.bus.publish_typed_now(topic, payload).map(drop),
+            Some(c) => crate::messages::Envelope::typed(topic, payload, self.bus.node())
+                .map_err(crate::bus::BusError::from)
+                .and_then(|env| {
+                    let mut env = env.with_causation_id(c.id.to_string());
+                    env.correlation_id.clone_from(&c.correlation_id);
+                    self.bus.publish_now(env).map(drop)
+                }),
+        };
+        if let Err(e) = result {
             tracing::warn!("{} not published on {topic}: {e}", K::KIND);
         }
     }

@@ -552,9 +552,10 @@ impl Worker {
                             );
                             self.info.lock().last_error = Some(err.clone());
                             if report {
-                                self.health.record(
+                                self.health.record_caused(
                                     self.ctx.name(),
                                     HealthInput::DeliveryFailed(err.clone()),
+                                    Some(env),
                                 );
                             }
                         }
@@ -707,7 +708,7 @@ impl Worker {
             "💥 PLUGIN CRASHED: {line}"
         );
         self.health
-            .record(self.ctx.name(), HealthInput::Trap(line.clone()));
+            .record_caused(self.ctx.name(), HealthInput::Trap(line.clone()), cause);
         lifecycle_caused(
             &self.ctx,
             ProcessEvent::Crashed,
