@@ -440,3 +440,42 @@ async fn odd_plugin_names_get_a_meaningful_error() {
     }
     f.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn load_upload_sends_the_files_to_the_host() {
+    let f = Fixture::start().await;
+    let echoes = f.watch(Channel::Diagnostics, "echo:guest");
+    let manifest = f.write_guest("1.0.0", "uploaded");
+    let loaded = f.cli(&["load", path_str(&manifest), "--upload"]).await.json();
+    assert_eq!(loaded["name"], "guest", "{loaded}");
+    assert_eq!(loaded["state"], "running", "{loaded}");
+    assert_eq!(loaded["source"], Value::Null, "the host has no file of it: {loaded}");
+    assert_eq!(f.echo(&echoes).await["tag"], "uploaded");
+    // The same upload again changes nothing; a new version replaces it.
+    f.write_guest("2.0.0", "uploaded-2");
+    let replaced = f.cli(&["load", path_str(&manifest), "--upload"]).await.json();
+    assert_eq!(replaced["version"], "2.0.0", "{replaced}");
+    assert_eq!(f.echo(&echoes).await["tag"], "uploaded-2");
+    // A broken manifest is refused naming the part and the key.
+    std::fs::write(&manifest, "name = \"guest\"\ncolour = 1\n").unwrap();
+    let err = f.cli(&["load", path_str(&manifest), "--upload"]).await;
+    assert!(err.failure().contains("colour"), "{err:#?}");
+    // A request without the component part is refused naming it.
+    let url = format!("{}/v1/plugins/upload", f.admin);
+    let answer = tokio::task::spawn_blocking(move || {
+        let body = "--b\r\nContent-Disposition: form-data; name=\"manifest\"\r\n\r\nname = \"x\"\r\n--b--\r\n";
+        let mut r = ureq::post(&url)
+            .header("Content-Type", "multipart/form-data; boundary=b")
+            .config()
+            .http_status_as_error(false)
+            .build()
+            .send(body)
+            .unwrap();
+        (r.status().as_u16(), r.body_mut().read_json::<Value>().unwrap())
+    })
+    .await
+    .unwrap();
+    assert_eq!(answer.0, 400);
+    assert_eq!(answer.1["field"], "component", "{:?}", answer.1);
+    f.stop().await;
+}

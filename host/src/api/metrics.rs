@@ -744,7 +744,9 @@ mod tests {
             ]
         );
         assert_eq!(b.iter().map(|(_, n)| n).sum::<u64>(), 10);
-        assert!(buckets(&HistogramCounts::default()).iter().all(|(_, n)| *n == 0));
+        assert!(buckets(&HistogramCounts::default())
+            .iter()
+            .all(|(_, n)| *n == 0));
     }
 
     #[derive(Debug)]
@@ -777,7 +779,10 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("# TYPE t_things counter\n"), "{text}");
-        assert!(text.contains("# UNIT t_size_bytes bytes\nt_size_bytes 5\n"), "{text}");
+        assert!(
+            text.contains("# UNIT t_size_bytes bytes\nt_size_bytes 5\n"),
+            "{text}"
+        );
         assert!(text.ends_with("# EOF\n"), "{text}");
         assert!(text_of(One("plain")).contains("t_things_total{name=\"plain\"} 3\n"));
     }

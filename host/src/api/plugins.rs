@@ -7,6 +7,7 @@
 //! | GET | `/v1/plugins` | list plugins (name, version, world, state, uptime, counts, restarts, last error) |
 //! | GET | `/v1/plugins/{name}` | one plugin's status |
 //! | POST | `/v1/plugins` `{"manifest": "/abs/x.toml"}` | load, or replace if loaded |
+//! | POST | `/v1/plugins/upload` (multipart: `manifest`, `component`) | load or replace from uploaded files |
 //! | POST | `/v1/plugins/{name}/reload` `{"manifest": …}` (optional) | reload from the given or the original manifest |
 //! | DELETE | `/v1/plugins/{name}` | unload |
 //! | GET | `/v1/health` | the default store's subscription health summary |
@@ -16,12 +17,12 @@ use std::sync::Arc;
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 
-use crate::runtime::{PluginError, PluginInfo, Plugins};
+use super::error::ApiError;
+use crate::runtime::{Manifest, PluginError, PluginInfo, Plugins};
 
 /// Who the audit trail names for changes made through the API.
 pub const ACTOR: &str = "admin-api";
@@ -52,14 +53,6 @@ pub struct LoadRequest {
     pub manifest: Option<PathBuf>,
 }
 
-struct ApiError(StatusCode, String);
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        (self.0, Json(serde_json::json!({ "error": self.1 }))).into_response()
-    }
-}
-
 impl From<PluginError> for ApiError {
     fn from(e: PluginError) -> Self {
         let code = match e {
@@ -67,7 +60,7 @@ impl From<PluginError> for ApiError {
             PluginError::Duplicate { .. } => StatusCode::CONFLICT,
             _ => StatusCode::UNPROCESSABLE_ENTITY,
         };
-        ApiError(code, e.to_string())
+        ApiError::new(code, e.to_string())
     }
 }
 
@@ -77,6 +70,7 @@ pub fn router(plugins: Arc<Plugins>) -> Router {
     let bus = plugins.bus().clone();
     Router::new()
         .route("/plugins", get(list).post(load))
+        .route("/plugins/upload", post(upload))
         .route("/plugins/{name}", get(one).delete(unload))
         .route("/plugins/{name}/reload", post(reload))
         .route("/health", get(health))
@@ -131,13 +125,66 @@ async fn load(
     State(p): State<Arc<Plugins>>,
     Json(req): Json<LoadRequest>,
 ) -> Result<Json<PluginStatus>, ApiError> {
-    let path = req.manifest.ok_or_else(|| {
-        ApiError(
-            StatusCode::BAD_REQUEST,
-            "`manifest` (a path) is required".into(),
+    let path = req
+        .manifest
+        .ok_or_else(|| ApiError::bad("manifest", "`manifest` (a path) is required"))?;
+    Ok(Json(status(p.reload_file_by(ACTOR, &path).await?)))
+}
+
+/// `POST /v1/plugins/upload`: a `multipart/form-data` body with the parts
+/// `manifest` (the TOML text) and `component` (the `.wasm` bytes); loads
+/// the plugin, or replaces the loaded one of that name, as `POST
+/// /v1/plugins` does from files on the host's disk. The manifest's
+/// `component` key is ignored: the uploaded bytes are the component.
+async fn upload(
+    State(p): State<Arc<Plugins>>,
+    mut form: axum::extract::Multipart,
+) -> Result<Json<PluginStatus>, ApiError> {
+    let bad = |field: &str, e: String| ApiError::bad(field, e);
+    let (mut manifest, mut component) = (None, None);
+    while let Some(part) = form
+        .next_field()
+        .await
+        .map_err(|e| ApiError::new(e.status(), format!("cannot read the upload: {e}")).at("body"))?
+    {
+        match part.name() {
+            Some("manifest") => {
+                let text = part
+                    .text()
+                    .await
+                    .map_err(|e| bad("manifest", e.to_string()))?;
+                manifest = Some(text);
+            }
+            Some("component") => {
+                let bytes = part
+                    .bytes()
+                    .await
+                    .map_err(|e| bad("component", e.to_string()))?;
+                component = Some(bytes);
+            }
+            other => {
+                return Err(bad(
+                    other.unwrap_or("body"),
+                    format!(
+                        "unexpected part `{}`: the upload has the parts `manifest` and `component`",
+                        other.unwrap_or("")
+                    ),
+                ))
+            }
+        }
+    }
+    let text =
+        manifest.ok_or_else(|| bad("manifest", "the `manifest` part (TOML) is missing".into()))?;
+    let wasm = component.ok_or_else(|| {
+        bad(
+            "component",
+            "the `component` part (.wasm) is missing".into(),
         )
     })?;
-    Ok(Json(status(p.reload_file_by(ACTOR, &path).await?)))
+    let manifest = Manifest::parse(&text, "<upload>/manifest.toml").map_err(|e| {
+        ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()).at("manifest")
+    })?;
+    Ok(Json(status(p.reload_by(ACTOR, manifest, &wasm).await?)))
 }
 
 async fn reload(
@@ -149,8 +196,8 @@ async fn reload(
         Some(path) => {
             let manifest = crate::runtime::Manifest::from_file(&path).map_err(PluginError::from)?;
             if manifest.name != name {
-                return Err(ApiError(
-                    StatusCode::BAD_REQUEST,
+                return Err(ApiError::bad(
+                    "manifest",
                     format!(
                         "manifest {} is for plugin `{}`, not `{name}`",
                         path.display(),

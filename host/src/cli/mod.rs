@@ -197,6 +197,10 @@ pub enum PluginAction {
     Load {
         /// The manifest; the component is found from it.
         manifest: PathBuf,
+        /// Send the manifest and the component to the host (which may be on
+        /// another machine) instead of their paths.
+        #[arg(long)]
+        upload: bool,
     },
     /// Reload a plugin from its manifest file (or the one given).
     Reload {
@@ -379,7 +383,22 @@ fn plugin_command(remote: &remote::Remote, action: PluginAction) -> anyhow::Resu
     let (method, path, body) = match action {
         PluginAction::List => ("GET", "/v1/plugins".to_owned(), None),
         PluginAction::Status { name } => ("GET", format!("/v1/plugins/{name}"), None),
-        PluginAction::Load { manifest } => (
+        PluginAction::Load {
+            manifest,
+            upload: true,
+        } => {
+            let text = std::fs::read_to_string(&manifest)
+                .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", manifest.display()))?;
+            let parsed = crate::runtime::Manifest::parse(&text, &manifest.display().to_string())?;
+            let wasm_path = parsed.component_path(&manifest);
+            let wasm = std::fs::read(&wasm_path)
+                .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", wasm_path.display()))?;
+            let text = remote.upload("/v1/plugins/upload", &text, &wasm)?;
+            let v: serde_json::Value = serde_json::from_str(&text)?;
+            println!("{}", serde_json::to_string_pretty(&v)?);
+            return Ok(());
+        }
+        PluginAction::Load { manifest, .. } => (
             "POST",
             "/v1/plugins".to_owned(),
             Some(serde_json::json!({ "manifest": absolute(manifest) })),

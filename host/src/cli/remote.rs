@@ -1,5 +1,6 @@
 //! Commands against a running host's gateway: `publish`, `tail`, `alert
-//! ack`, and the HTTP client the `plugin` commands share. The host is
+//! ack`, `emitters`, and the HTTP client the `plugin` and `store` commands
+//! share. The host is
 //! found with `--admin URL` / `EXESDB_ADMIN_URL` (default
 //! `http://127.0.0.1:7077`); a token is sent with `--token` /
 //! `EXESDB_TOKEN`.
@@ -126,6 +127,61 @@ impl Remote {
     /// The gateway's address (`http://host:port`).
     pub fn base(&self) -> &str {
         &self.base
+    }
+
+    /// Uploads a plugin: `POST path` with a `multipart/form-data` body of
+    /// the parts `manifest` (TOML text) and `component` (bytes).
+    ///
+    /// # Errors
+    /// As [`call`](Self::call).
+    pub fn upload(&self, path: &str, manifest: &str, component: &[u8]) -> anyhow::Result<String> {
+        let boundary = format!("exesdb-{}", uuid::Uuid::new_v4().simple());
+        let mut body = Vec::with_capacity(component.len() + manifest.len() + 512);
+        let part = |body: &mut Vec<u8>, name: &str, kind: &str, bytes: &[u8]| {
+            body.extend_from_slice(
+                format!(
+                    "--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"; filename=\"{name}\"\r\nContent-Type: {kind}\r\n\r\n"
+                )
+                .as_bytes(),
+            );
+            body.extend_from_slice(bytes);
+            body.extend_from_slice(b"\r\n");
+        };
+        part(
+            &mut body,
+            "manifest",
+            "application/toml",
+            manifest.as_bytes(),
+        );
+        part(&mut body, "component", "application/wasm", component);
+        body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+        let url = format!("{}{path}", self.base);
+        let mut r = self.agent.post(&url).header(
+            "Content-Type",
+            format!("multipart/form-data; boundary={boundary}"),
+        );
+        if let Some(t) = &self.token {
+            r = r.header("Authorization", format!("Bearer {t}"));
+        }
+        let response = r.send(&body[..]).map_err(|e| {
+            anyhow::anyhow!(
+                "cannot reach the host's API at {}: {e} (is the host running? see [api] listen)",
+                self.base
+            )
+        })?;
+        let status = response.status().as_u16();
+        let text = response.into_body().read_to_string().unwrap_or_default();
+        if !(200..300).contains(&status) {
+            let v: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+            anyhow::bail!(
+                "{}",
+                v["error"].as_str().map_or_else(
+                    || format!("the API answered HTTP {status} {text}"),
+                    str::to_owned
+                )
+            );
+        }
+        Ok(text)
     }
 
     /// Streams `path` as Server-Sent Events, calling `on_event(event, data)`

@@ -9,8 +9,9 @@
 //! `/v1/stores/{store}/…`) and print exactly what they print on the file.
 //! `subscriptions …` has no gateway route, so it needs the file: with the
 //! host running it fails with a "locked" error that says so. The file
-//! decides rather than "is a host answering?", so a command always works on
-//! the store it names (`--data-dir`, `--store`), never on another host's.
+//! decides rather than "is a host answering?": with no process holding the
+//! file, a command works on that file even while some other host runs; with
+//! the file locked, `--admin` must be the API of the host that holds it.
 //!
 //! Output is made for scripts: an append prints its result as one JSON
 //! object, a read prints one JSON object per event (see `EventJson`),
