@@ -13,12 +13,16 @@ use exesdb_host::store::{Durability, ExpectedVersion, NewEvent, Store};
 use serde_json::{json, Value};
 
 /// `exesdb-host store --data-dir <dir> <args>`, with no environment
-/// variable that could point it elsewhere.
+/// variable that could point it elsewhere. A store held by another process
+/// is reached through a host's API: here no host answers (port 1), even if
+/// one runs on the default port of this machine.
 fn store_cmd(dir: &Path, args: &[&str]) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_exesdb-host"));
     c.env("NO_COLOR", "1")
         .env_remove("RUST_LOG")
         .env_remove("EXESDB_DATA_DIR")
+        .env_remove("EXESDB_TOKEN")
+        .env("EXESDB_ADMIN_URL", "http://127.0.0.1:1")
         .arg("store")
         .arg("--data-dir")
         .arg(dir)

@@ -107,6 +107,12 @@ pub async fn publish(
                 let field = if path == "." { "body".into() } else { path };
                 ApiError::bad(field, format!("invalid body: {}", e.inner()))
             })?;
+            if b.messages.is_empty() {
+                return Err(ApiError::bad(
+                    "messages",
+                    "a batch needs at least one message",
+                ));
+            }
             Ok(b.messages
                 .into_iter()
                 .enumerate()

@@ -220,6 +220,8 @@ async fn not_found(req: Request) -> Response {
     error::refuse(req, answer).await
 }
 
+/// A route without that method: 405 in the gateway's error shape (axum's
+/// own 405 has no body).
 async fn method_not_allowed(req: Request) -> Response {
     let answer = ApiError::new(
         axum::http::StatusCode::METHOD_NOT_ALLOWED,
@@ -253,8 +255,8 @@ async fn authenticate(
             req.extensions_mut().insert(principal);
             let mut response = next.run(req).await;
             if response.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
-                // The rest of an oversized body stays unread: the
-                // connection closes, and the client must know not to
+                // An oversized body may be left partly unread; the
+                // connection then closes, and the client must know not to
                 // reuse it.
                 response.headers_mut().insert(
                     axum::http::header::CONNECTION,

@@ -62,6 +62,8 @@ fn store_error(e: &StoreError) -> Response {
 }
 
 /// An existing store (reads never create one): 404 naming `store` otherwise.
+// The error is the handler's answer, returned as it is.
+#[allow(clippy::result_large_err)]
 fn existing(state: &ApiState, id: &str) -> Result<Store, Response> {
     let known = state.stores.ids().iter().any(|s| s == id)
         || state.stores.data_dir().join(format!("{id}.redb")).exists();
@@ -326,19 +328,21 @@ pub async fn subscribe(
     let q: SubscribeQuery = query(&uri).map_err(IntoResponse::into_response)?;
     let s = existing(&state, &store)?;
     let selector: Selector = stream.parse().map_err(|e| store_error(&e))?;
-    let resume = headers
-        .get("last-event-id")
-        .and_then(|v| v.to_str().ok())
-        .map(|v| {
-            v.trim().parse::<u64>().map_err(|_| {
-                ApiError::bad(
-                    "last-event-id",
-                    "Last-Event-ID is the global position of the last event received",
-                )
-                .into_response()
-            })
-        })
-        .transpose()?;
+    let resume = match headers.get("last-event-id") {
+        None => None,
+        Some(v) => Some(
+            v.to_str()
+                .ok()
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .ok_or_else(|| {
+                    ApiError::bad(
+                        "last-event-id",
+                        "Last-Event-ID is the global position of the last event received",
+                    )
+                    .into_response()
+                })?,
+        ),
+    };
     let start = match (resume, q.from) {
         // Saturating: `Last-Event-ID: 18446744073709551615` must not
         // overflow (a panic would drop the connection without an answer).

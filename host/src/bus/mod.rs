@@ -456,7 +456,7 @@ impl Bus {
     /// Counts `n` inbox deliveries on `channel` (when counting is on).
     #[inline]
     fn count_delivered(&self, channel: Channel, n: usize) {
-        if n > 0 && self.inner.config.count_published && false {
+        if n > 0 && self.inner.config.count_published {
             self.inner.counters[channel.index()]
                 .delivered
                 .fetch_add(n as u64, Ordering::Relaxed);
@@ -727,7 +727,10 @@ mod tests {
         sub.subscribe(Channel::Alerts, ">").unwrap();
         off.broadcast(env(Channel::Alerts, "a")).await.unwrap();
         assert_eq!(
-            (off.published(Channel::Alerts), off.delivered(Channel::Alerts)),
+            (
+                off.published(Channel::Alerts),
+                off.delivered(Channel::Alerts)
+            ),
             (0, 0)
         );
     }
