@@ -446,14 +446,24 @@ async fn load_upload_sends_the_files_to_the_host() {
     let f = Fixture::start().await;
     let echoes = f.watch(Channel::Diagnostics, "echo:guest");
     let manifest = f.write_guest("1.0.0", "uploaded");
-    let loaded = f.cli(&["load", path_str(&manifest), "--upload"]).await.json();
+    let loaded = f
+        .cli(&["load", path_str(&manifest), "--upload"])
+        .await
+        .json();
     assert_eq!(loaded["name"], "guest", "{loaded}");
     assert_eq!(loaded["state"], "running", "{loaded}");
-    assert_eq!(loaded["source"], Value::Null, "the host has no file of it: {loaded}");
+    assert_eq!(
+        loaded["source"],
+        Value::Null,
+        "the host has no file of it: {loaded}"
+    );
     assert_eq!(f.echo(&echoes).await["tag"], "uploaded");
     // The same upload again changes nothing; a new version replaces it.
     f.write_guest("2.0.0", "uploaded-2");
-    let replaced = f.cli(&["load", path_str(&manifest), "--upload"]).await.json();
+    let replaced = f
+        .cli(&["load", path_str(&manifest), "--upload"])
+        .await
+        .json();
     assert_eq!(replaced["version"], "2.0.0", "{replaced}");
     assert_eq!(f.echo(&echoes).await["tag"], "uploaded-2");
     // A broken manifest is refused naming the part and the key.
