@@ -1638,8 +1638,7 @@ async fn a_non_loopback_listen_needs_a_token() {
     let dir = tempfile::tempdir().unwrap();
     let err = try_start(dir.path(), &[("EXESDB_API__LISTEN", "0.0.0.0:0")], None)
         .await
-        .err()
-        .expect("refused");
+        .expect_err("refused");
     let text = format!("{err:#}");
     assert!(text.contains("exesdb-host token new"), "{text}");
     assert!(text.contains("api.listen"), "{text}");
@@ -1648,8 +1647,7 @@ async fn a_non_loopback_listen_needs_a_token() {
     let toml = "[[api.tokens]]\nname = \"ci\"\nsha256 = \"abc\"\nscopes = [\"read\"]\n";
     let err = try_start(dir.path(), &[], Some(toml))
         .await
-        .err()
-        .expect("refused");
+        .expect_err("refused");
     assert!(format!("{err:#}").contains("api.tokens[0]"), "{err:#}");
     let dir = tempfile::tempdir().unwrap();
     let (_, sha) = exesdb_host::api::auth::new_token();
@@ -1658,8 +1656,7 @@ async fn a_non_loopback_listen_needs_a_token() {
     );
     let err = try_start(dir.path(), &[], Some(&toml))
         .await
-        .err()
-        .expect("refused");
+        .expect_err("refused");
     assert!(format!("{err:#}").contains("publish:nowhere"), "{err:#}");
 }
 
@@ -2292,7 +2289,7 @@ fn random_bodies_are_refused_with_a_4xx_and_publish_nothing() {
         }
         let v: Value = serde_json::from_str(&reply.text)
             .map_err(|e| TestCaseError::fail(format!("{e}: {} for {shown}", reply.text)))?;
-        if !v["error"].as_str().is_some_and(|e| !e.is_empty()) {
+        if v["error"].as_str().is_none_or(|e| e.is_empty()) {
             return Err(TestCaseError::fail(format!(
                 "no error text: {v} for {shown}"
             )));
