@@ -79,6 +79,7 @@ impl Host {
         integration
             .broadcast_system_lifecycle(LifecycleEvent::Starting, SYSTEM_NAME, VERSION)
             .await?;
+        announce_node(&bus, crate::messages::lifecycle::NodeEvent::Starting);
         if let Some(logging) = crate::logging::installed() {
             logging.bridge.attach(&bus);
         }
@@ -167,6 +168,7 @@ impl Host {
             tasks.push(tokio::spawn(announcer.run(starts, every)));
         }
         announce_config(&bus, &config);
+        announce_node(&bus, crate::messages::lifecycle::NodeEvent::Started);
         integration
             .broadcast_system_lifecycle(LifecycleEvent::Started, SYSTEM_NAME, VERSION)
             .await?;
@@ -233,6 +235,7 @@ impl Host {
         self.integration
             .broadcast_system_lifecycle(LifecycleEvent::Stopping, SYSTEM_NAME, VERSION)
             .await?;
+        announce_node(&self.bus, crate::messages::lifecycle::NodeEvent::Stopping);
         tracing::info!(class = "failure", "🔴 {SYSTEM_NAME} stopping");
         if let Some(logging) = crate::logging::installed() {
             *logging.formatter.write() = None;
@@ -245,6 +248,7 @@ impl Host {
         if let Some(logging) = crate::logging::installed() {
             logging.bridge.detach(&self.bus);
         }
+        announce_node(&self.bus, crate::messages::lifecycle::NodeEvent::Stopped);
         self.integration
             .broadcast_system_lifecycle(LifecycleEvent::Stopped, SYSTEM_NAME, VERSION)
             .await?;
@@ -448,6 +452,20 @@ fn start_watcher(config: &Config, plugins: &Arc<Plugins>) -> Option<crate::reloa
             tracing::error!(class = "failure", "cannot watch {}: {e}", dir.display());
             None
         }
+    }
+}
+
+/// Publishes this node's `NodeLifecycle` `event` on `lifecycle`, topic
+/// `node_lifecycle:<node>`.
+fn announce_node(bus: &Bus, event: crate::messages::lifecycle::NodeEvent) {
+    let payload = crate::messages::lifecycle::NodeLifecycle {
+        node: bus.node().to_owned(),
+        event,
+        reason: None,
+    };
+    let topic = crate::integration::topics::node_lifecycle(bus.node());
+    if let Err(e) = bus.publish_typed_now(&topic, &payload) {
+        tracing::error!(class = "failure", "NodeLifecycle not published: {e}");
     }
 }
 

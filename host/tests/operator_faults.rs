@@ -695,6 +695,7 @@ async fn the_host_announces_its_configuration_and_audits_api_requests() {
         ("EXESDB_API__LISTEN", "127.0.0.1:0"),
         ("EXESDB_PLUGINS__BUNDLED", "false"),
         ("EXESDB_STORES__DATA_DIR", path_str(dir.path())),
+        ("EXESDB_HEALTH_MONITORING__CHECK_INTERVAL", "100"),
     ]
     .map(|(k, v)| (k.to_owned(), v.to_owned()));
     let config = Config::load_with_env(Some(&file), env).unwrap();
@@ -702,7 +703,25 @@ async fn the_host_announces_its_configuration_and_audits_api_requests() {
     let bus = exesdb_host::bus::Bus::new(config.bus_config());
     let announced = watch_bus(&bus, Channel::System, "system_config:>");
     let audit = watch_bus(&bus, Channel::Audit, "audit:>");
-    let host = Host::start_on(bus, config).await.unwrap();
+    let node = watch_bus(&bus, Channel::Lifecycle, "node_lifecycle:>");
+    let checks = watch_bus(&bus, Channel::Health, "health_check:>");
+    let host = Host::start_on(bus.clone(), config).await.unwrap();
+    for want in ["starting", "started"] {
+        let e = next_where(&node, |_| true).await;
+        assert_eq!(e.topic, "node_lifecycle:exesdb@localhost");
+        assert_eq!(e.payload()["event"], want, "{}", e.payload());
+    }
+    // Each health check interval reports the checks it ran.
+    let mut seen = std::collections::BTreeSet::new();
+    while seen.len() < 2 {
+        let c = next_where(&checks, |_| true).await;
+        assert_eq!(c.payload()["result"], "pass", "{}", c.payload());
+        seen.insert(c.payload()["check_name"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(
+        seen.into_iter().collect::<Vec<_>>(),
+        ["node_figures", "store:default"]
+    );
     let cfg = next_where(&announced, |_| true).await;
     assert_eq!(cfg.kind, "SystemConfig");
     let changes = &cfg.payload()["changes"];
@@ -744,4 +763,10 @@ async fn the_host_announces_its_configuration_and_audits_api_requests() {
     assert_eq!(change.payload()["resource_id"], "default:orders-1");
     assert_eq!(change.payload()["user_id"], "host");
     host.shutdown().await.unwrap();
+    let events: Vec<String> = drain_for(&node, Duration::from_millis(200))
+        .await
+        .iter()
+        .map(|e| e.payload()["event"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(events, ["stopping", "stopped"]);
 }

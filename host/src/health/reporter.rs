@@ -35,7 +35,23 @@ impl Reporter {
             m.health.publish_summary();
         }
         let helpers = Integration::new(self.bus.clone());
-        match read_figures(&self.disk_path) {
+        let started = std::time::Instant::now();
+        let figures = read_figures(&self.disk_path);
+        self.check(
+            "node_figures",
+            started.elapsed(),
+            figures.as_ref().map(drop).map_err(ToString::to_string),
+        );
+        for id in self.stores.ids() {
+            let started = std::time::Instant::now();
+            let head = self.stores.get(&id).and_then(|s| s.head_position());
+            self.check(
+                &format!("store:{id}"),
+                started.elapsed(),
+                head.map(drop).map_err(|e| e.to_string()),
+            );
+        }
+        match figures {
             Ok(f) => {
                 let _ = helpers
                     .broadcast_node_health(node_health(self.bus.node(), &f, &Thresholds::default()))
@@ -47,6 +63,28 @@ impl Reporter {
             let _ = helpers
                 .broadcast_health_update(component, status, details)
                 .await;
+        }
+    }
+
+    /// Publishes the outcome of one check the report ran as a
+    /// `HealthCheck` on `health_check:<name>`: reading the node's figures,
+    /// reading each open store's head.
+    fn check(&self, name: &str, took: Duration, outcome: Result<(), String>) {
+        use crate::messages::health::{CheckResult, HealthCheck};
+        let (result, error) = match outcome {
+            Ok(()) => (CheckResult::Pass, None),
+            Err(e) => (CheckResult::Fail, Some(e)),
+        };
+        let check = HealthCheck {
+            check_name: name.to_owned(),
+            result,
+            duration_ms: u64::try_from(took.as_millis()).unwrap_or(u64::MAX),
+            details: serde_json::Map::new(),
+            error,
+        };
+        let topic = crate::integration::topics::health_check(name);
+        if let Err(e) = self.bus.publish_typed_now(&topic, &check) {
+            tracing::warn!("HealthCheck {name} not published: {e}");
         }
     }
 
