@@ -32,8 +32,7 @@ fn messages() -> usize {
 }
 
 fn artifact(name: &str) -> (Vec<u8>, String) {
-    let (_, wasm, manifest) = exesdb_host::artifacts::ALL
-        .iter()
+    let (_, wasm, manifest) = exesdb_tests::guests::all()
         .find(|(n, _, _)| *n == name)
         .unwrap();
     (

@@ -25,8 +25,7 @@ use crate::messages::system::LifecycleEvent;
 use crate::metrics::Publisher;
 use crate::runtime::{Manifest, PluginError, Plugins, Runtime};
 
-/// Name under which the host announces its lifecycle.
-pub const SYSTEM_NAME: &str = "exesdb_host";
+pub use crate::messages::system::SYSTEM_NAME;
 /// This build's version.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
@@ -473,7 +472,8 @@ fn announce_node(bus: &Bus, event: crate::messages::lifecycle::NodeEvent) {
 /// these words is shown as `"<redacted>"`.
 const SECRET_WORDS: [&str; 5] = ["token", "secret", "password", "credential", "key"];
 
-/// `value` with every secret-looking setting (see [`SECRET_WORDS`]) redacted.
+/// `value` with every secret-looking setting (a key containing `token`,
+/// `secret`, `password`, `credential` or `key`) redacted.
 pub fn redact(value: serde_json::Value) -> serde_json::Value {
     use serde_json::Value;
     match value {

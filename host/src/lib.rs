@@ -13,6 +13,8 @@ pub mod emitter;
 pub mod health;
 pub mod host;
 pub mod integration;
+#[cfg(test)]
+mod layers;
 pub mod logging;
 pub mod messages;
 pub mod metrics;

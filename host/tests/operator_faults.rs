@@ -544,6 +544,25 @@ async fn a_subscriber_learns_how_many_messages_its_inbox_dropped() {
     assert_eq!(last_total, missed);
     let status = f.status("lagging").await;
     assert_eq!(status["dropped"], missed, "{status}");
+    // Health shows them too.
+    let url = format!("{}/v1/health", f.admin);
+    let health: Value = tokio::task::spawn_blocking(move || {
+        ureq::get(&url)
+            .call()
+            .unwrap()
+            .body_mut()
+            .read_json()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let sub = health["subscriptions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "lagging")
+        .unwrap_or_else(|| panic!("{health}"));
+    assert_eq!(sub["dropped"], missed, "{sub}");
     f.host.shutdown().await.unwrap();
 }
 

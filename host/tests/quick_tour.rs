@@ -9,7 +9,10 @@
 //! a sample line, `…` stands for any text and a `HH:MM:SS.mmm` time for any
 //! time). The blocks are taken in the README's order, so the test does what
 //! a reader does: it runs a step, waits until the terminals show what the
-//! README says, then goes on.
+//! README says, then goes on. A ```text block that shows the host's
+//! `exesdb_host stopped` line is what the terminals show after Ctrl-C: the
+//! test stops the running commands (SIGTERM, the host must exit 0) before
+//! looking for its lines; if no block shows it, they are stopped at the end.
 //!
 //! What the test changes, and nothing else: `exesdb-host` is found on
 //! `PATH` (the directory of the binary under test, as the README's
@@ -403,6 +406,26 @@ fn threshold_alert_id(line: &str) -> Option<String> {
         .flatten()
 }
 
+/// The host's last line, `🔴 exesdb_host stopped`, without its emoji.
+const STOPPED: &str = "exesdb_host stopped";
+
+/// Ctrl-C / SIGTERM: the tails stop, the host stops cleanly and exits 0.
+fn stop(running: &mut [(usize, Running)], screens: &[Screen]) {
+    for (_, r) in running.iter_mut().rev() {
+        r.terminate();
+    }
+    for (terminal, r) in running.iter_mut().rev() {
+        let status = r.wait(STEP);
+        if *terminal == 1 {
+            assert!(
+                status.success(),
+                "the host exits 0 on SIGTERM: {status}\n{}",
+                screens[1].lines().join("\n")
+            );
+        }
+    }
+}
+
 #[test]
 fn the_readme_quick_tour_runs_as_written() {
     let started = Instant::now();
@@ -421,10 +444,15 @@ fn the_readme_quick_tour_runs_as_written() {
     let mut alert_id: Option<String> = None;
     let mut acknowledged = false;
 
+    let mut stopped = false;
     for block in &blocks {
         let screen = &screens[block.terminal];
         match block.kind {
             Kind::Text => {
+                if !stopped && block.lines.iter().any(|l| l.contains(STOPPED)) {
+                    stop(&mut running, &screens);
+                    stopped = true;
+                }
                 for sample in block.lines.iter().filter(|l| !l.trim().is_empty()) {
                     let sample = shell.adapt(sample);
                     screen.wait_for(
@@ -493,22 +521,11 @@ fn the_readme_quick_tour_runs_as_written() {
         (l.contains(&format!(" alerts alert_ack:{id} AlertAck ")) && l.contains(&id)).then_some(())
     });
 
-    // Ctrl-C / SIGTERM: the tails stop, the host stops cleanly and exits 0.
-    for (_, r) in running.iter_mut().rev() {
-        r.terminate();
-    }
-    for (terminal, r) in running.iter_mut().rev() {
-        let status = r.wait(STEP);
-        if *terminal == 1 {
-            assert!(
-                status.success(),
-                "the host exits 0 on SIGTERM: {status}\n{}",
-                screens[1].lines().join("\n")
-            );
-        }
+    if !stopped {
+        stop(&mut running, &screens);
     }
     screens[1].wait_for("the host's `stopped` line", |l| {
-        l.contains("🔴 exesdb_host stopped").then_some(())
+        l.contains(&format!("🔴 {STOPPED}")).then_some(())
     });
     assert!(
         started.elapsed() < Duration::from_secs(60),

@@ -9,8 +9,19 @@ use exesdb_host::bus::{Bus, BusConfig, Channel};
 use exesdb_host::messages::Envelope;
 use exesdb_host::runtime::{Manifest, Plugins, Runtime};
 
+/// Runs the CLI with the Python and JavaScript toolchains that the
+/// test-support crate's build installed (`plugin build` finds them through
+/// these variables, else on `PATH`).
 fn cli(args: &[&str]) -> (bool, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_exesdb-host"))
+        .env(
+            "EXESDB_COMPONENTIZE_PY",
+            exesdb_tests::guests::COMPONENTIZE_PY,
+        )
+        .env(
+            "EXESDB_COMPONENTIZE_JS",
+            exesdb_tests::guests::COMPONENTIZE_JS,
+        )
         .args(args)
         .output()
         .unwrap();

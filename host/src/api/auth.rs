@@ -20,8 +20,8 @@ use std::net::SocketAddr;
 use sha2::Digest;
 use subtle::ConstantTimeEq;
 
+use super::TokenConfig;
 use crate::bus::Channel;
-use crate::config::TokenConfig;
 
 /// One permission.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -28,6 +28,7 @@ pub mod feed;
 pub mod metrics;
 pub mod plugins;
 pub mod report;
+mod settings;
 mod stores;
 
 use std::net::SocketAddr;
@@ -40,11 +41,11 @@ use axum::routing::{get, post};
 use axum::Router;
 
 use crate::bus::Bus;
-use crate::config::ApiConfig;
 use crate::runtime::Plugins;
 
 pub use auth::{Auth, Need, Principal, Scope};
 pub use error::ApiError;
+pub use settings::{ApiConfig, TokenConfig};
 
 /// Everything the handlers use.
 #[derive(Debug)]

@@ -227,10 +227,13 @@ async fn health(State(p): State<Arc<Plugins>>) -> Json<serde_json::Value> {
         .list()
         .into_iter()
         .map(|s| {
+            // A plugin subscription's inbox drops (null for native ones).
+            let dropped = p.status(&s.name).map(|i| i.dropped);
             serde_json::json!({
                 "name": s.name, "status": s.status, "breaker": s.breaker,
                 "event_count": s.event_count, "error_count": s.error_count,
                 "consecutive_failures": s.consecutive_failures, "last_error": s.last_error,
+                "dropped": dropped,
             })
         })
         .collect();

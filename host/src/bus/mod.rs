@@ -36,9 +36,9 @@
 //! # }
 //! ```
 
-mod channel;
 mod error;
 mod inbox;
+mod settings;
 mod stats;
 mod subscriber;
 mod topic;
@@ -52,9 +52,10 @@ use std::time::Duration;
 use parking_lot::RwLock;
 use serde::Serialize;
 
-pub use channel::{Channel, UnknownChannel};
+pub use crate::messages::{Channel, UnknownChannel};
 pub use error::BusError;
 pub use inbox::OverflowPolicy;
+pub use settings::BusSection;
 pub use stats::{SubscriptionInfo, SubscriptionStats};
 pub use subscriber::{Subscriber, SubscriberOptions};
 pub use topic::{validate_topic, Pattern, Segment, TopicError, MAX_TOPIC_LEN};
@@ -733,5 +734,30 @@ mod tests {
             ),
             (0, 0)
         );
+    }
+
+    #[test]
+    fn the_bus_refuses_a_newer_major_and_delivers_nothing() {
+        use crate::messages::{MessageError, SchemaVersion};
+        let bus = Bus::new(BusConfig::default());
+        let sub = bus.subscriber("reader").unwrap();
+        sub.subscribe(Channel::Alerts, ">").unwrap();
+        let payload = serde_json::json!({"alert_id": "a", "severity": "error", "category": "data",
+                                         "title": "t", "description": "d", "source": "s"});
+        let alert = |payload| Envelope::new(Channel::Alerts, "t:x", "SystemAlert", payload, "n");
+        let newer = alert(payload.clone()).with_schema(SchemaVersion::new(3, 1));
+        let err = bus.publish_now(newer).unwrap_err();
+        assert!(
+            matches!(
+                &err,
+                BusError::Message(MessageError::UnsupportedSchemaVersion { kind, found, .. })
+                    if kind == "SystemAlert" && *found == SchemaVersion::new(3, 1)
+            ),
+            "{err}"
+        );
+        assert!(sub.try_recv().is_none());
+        let minor = alert(payload).with_schema(SchemaVersion::new(1, 3));
+        bus.publish_now(minor).unwrap();
+        assert_eq!(sub.try_recv().unwrap().schema(), SchemaVersion::new(1, 3));
     }
 }

@@ -177,7 +177,7 @@ pub enum TokenAction {
     New {
         /// Whose token it is.
         name: String,
-        /// Its scopes: read, publish:<channel>, publish:*, append:<store>, append:*, admin.
+        /// Its scopes: read, publish:CHANNEL, publish:*, append:STORE, append:*, admin.
         #[arg(long = "scope", required = true)]
         scopes: Vec<String>,
     },
@@ -232,7 +232,7 @@ pub enum PluginAction {
         #[arg(long)]
         wit: Option<PathBuf>,
     },
-    /// Build a plugin project into dist/<name>.wasm + dist/<name>.toml.
+    /// Build a plugin project into dist/NAME.wasm + dist/NAME.toml.
     Build {
         /// The project.
         dir: PathBuf,

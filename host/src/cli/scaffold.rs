@@ -372,7 +372,7 @@ pub fn build(dir: &Path, wit: &Path) -> anyhow::Result<PathBuf> {
         std::fs::copy(&built, &out)
             .with_context(|| format!("no component at {}", built.display()))?;
     } else if dir.join("app.py").exists() {
-        let tool = tool(crate::artifacts::COMPONENTIZE_PY, "componentize-py");
+        let tool = tool("EXESDB_COMPONENTIZE_PY", "componentize-py");
         run(
             Command::new(tool)
                 .env("PYTHONDONTWRITEBYTECODE", "1")
@@ -385,7 +385,7 @@ pub fn build(dir: &Path, wit: &Path) -> anyhow::Result<PathBuf> {
             "componentize-py",
         )?;
     } else if dir.join("app.js").exists() {
-        let tool = tool(crate::artifacts::COMPONENTIZE_JS, "componentize-js");
+        let tool = tool("EXESDB_COMPONENTIZE_JS", "componentize-js");
         run(
             Command::new(tool)
                 .arg(dir.join("app.js"))
@@ -409,13 +409,12 @@ pub fn build(dir: &Path, wit: &Path) -> anyhow::Result<PathBuf> {
     Ok(out)
 }
 
-/// The toolchain installed by the host's build, else the one on `PATH`.
-fn tool(built: &str, name: &str) -> PathBuf {
-    let p = PathBuf::from(built);
-    if p.exists() {
-        p
-    } else {
-        PathBuf::from(name)
+/// The toolchain named by the environment variable `var` when it is set and
+/// not empty, else `name` as found on `PATH`.
+fn tool(var: &str, name: &str) -> PathBuf {
+    match std::env::var_os(var) {
+        Some(p) if !p.is_empty() => PathBuf::from(p),
+        _ => PathBuf::from(name),
     }
 }
 

@@ -12,10 +12,14 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-pub use sections::{
-    ApiConfig, BusSection, ColorMode, ConsoleConfig, ConsoleFormat, HealthMonitoring,
-    MetricsConfig, NodeConfig, PluginsConfig, RuntimeConfig, StoresConfig, TokenConfig,
-};
+pub use crate::api::{ApiConfig, TokenConfig};
+pub use crate::bus::BusSection;
+pub use crate::health::HealthMonitoring;
+pub use crate::logging::{ColorMode, ConsoleConfig, ConsoleFormat};
+pub use crate::metrics::MetricsConfig;
+pub use crate::runtime::{PluginsConfig, RuntimeConfig};
+pub use crate::store::{StoresConfig, DEFAULT_STORE};
+pub use sections::NodeConfig;
 
 /// The embedded default configuration, with a comment on every key.
 pub const DEFAULT_TOML: &str = include_str!("default.toml");

@@ -107,3 +107,33 @@ fn malformed_env_names_and_files_are_errors() {
     let err = Config::load_with_env(Some(&dir.path().join("missing.toml")), env(&[])).unwrap_err();
     assert!(err.to_string().contains("missing.toml"), "{err}");
 }
+
+#[test]
+fn each_section_default_is_the_embedded_default() {
+    let c = Config::default();
+    assert_eq!(c.node, NodeConfig::default());
+    assert_eq!(c.bus, BusSection::default());
+    assert_eq!(c.console, ConsoleConfig::default());
+    assert_eq!(c.health_monitoring, HealthMonitoring::default());
+    assert_eq!(c.plugins, PluginsConfig::default());
+    assert_eq!(c.metrics, MetricsConfig::default());
+    assert_eq!(c.stores, StoresConfig::default());
+    assert_eq!(c.stores.default, DEFAULT_STORE);
+    assert_eq!(c.api, ApiConfig::default());
+    // The one documented exception: `RuntimeConfig::default` has no
+    // compilation cache, so a runtime built in code writes nothing to the
+    // working directory; the host's file default caches.
+    assert_eq!(c.runtime.cache_dir, ".exesdb/cache");
+    assert_eq!(
+        c.runtime,
+        RuntimeConfig {
+            cache_dir: ".exesdb/cache".into(),
+            ..RuntimeConfig::default()
+        }
+    );
+    assert_eq!(
+        c.bus_config(),
+        crate::bus::BusConfig::default(),
+        "the bus's own default agrees too"
+    );
+}

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 
 use crate::bus::{Bus, Channel};
-use crate::config::HealthMonitoring;
+use crate::health::HealthMonitoring;
 use crate::health::HealthTracker;
 use crate::messages::Envelope;
 use crate::metrics::MetricsCollector;
@@ -61,12 +61,7 @@ impl Stores {
     /// Stores in `data_dir` (created on first open), tracking health with
     /// the default `[health_monitoring]` settings.
     pub fn new(data_dir: impl Into<PathBuf>, durability: Durability, bus: Bus) -> Arc<Stores> {
-        Stores::with_health(
-            data_dir,
-            durability,
-            bus,
-            crate::config::Config::default().health_monitoring,
-        )
+        Stores::with_health(data_dir, durability, bus, HealthMonitoring::default())
     }
 
     /// Stores in `data_dir` whose trackers use `health`.

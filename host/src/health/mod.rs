@@ -16,9 +16,11 @@ pub mod announce;
 mod breaker;
 pub mod node;
 mod reporter;
+mod settings;
 mod tracker;
 
 pub use announce::Announcer;
 pub use breaker::{Breaker, Gate, Transition};
 pub use reporter::Reporter;
+pub use settings::HealthMonitoring;
 pub use tracker::{HealthInput, HealthTracker, SubscriptionHealthState};

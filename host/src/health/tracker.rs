@@ -20,8 +20,8 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use parking_lot::Mutex;
 
 use super::breaker::{Breaker, Gate, Transition};
+use super::HealthMonitoring;
 use crate::bus::Bus;
-use crate::config::HealthMonitoring;
 use crate::logging::format;
 use crate::messages::tracking::{
     BreakerState, HealthEventType, HealthSummary, SubscriptionHealth, SubscriptionStatus,

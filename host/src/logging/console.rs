@@ -15,7 +15,7 @@ use tracing_subscriber::layer::Context;
 use tracing_subscriber::Layer;
 
 use super::style::{Class, Painter};
-use crate::config::ConsoleFormat;
+use super::ConsoleFormat;
 use crate::messages::logging::{LogEntry, LogLevel};
 
 /// Formats a log entry into one console line (for `plugin:<name>` formats).

@@ -4,12 +4,13 @@
 //! [`ConsoleLayer`] (spec formats and colours, honouring `NO_COLOR` and
 //! non-terminal output) and the [`BridgeLayer`] that publishes every record
 //! as a `LogEntry` on the `logging` channel, topic `log:<level>`.
-//! [`format`] holds the spec's line formats and banners; [`summary`] the
+//! [`format`](mod@format) holds the spec's line formats and banners; [`summary`] the
 //! per-interval counts of records behind `LogSummary`.
 
 mod bridge;
 mod console;
 pub mod format;
+mod settings;
 mod style;
 pub mod summary;
 
@@ -22,10 +23,10 @@ use tracing_subscriber::{EnvFilter, Layer};
 
 pub use bridge::{BridgeHandle, BridgeLayer};
 pub use console::{sink_to, ConsoleLayer, LineFormatter, Sink};
+pub use settings::{ColorMode, ConsoleConfig, ConsoleFormat};
 pub use style::{resolve as color_enabled, Class, Painter};
 pub use summary::LogStats;
 
-use crate::config::ConsoleConfig;
 use crate::messages::logging::{LogEntry, LogLevel};
 use console::Record;
 

@@ -4,7 +4,7 @@ use std::io::IsTerminal;
 
 use owo_colors::{OwoColorize, Style};
 
-use crate::config::ColorMode;
+use super::ColorMode;
 
 /// The spec's colour classes of console lines.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -4,9 +4,9 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 use tracing_subscriber::layer::SubscriberExt;
 
+use super::ConsoleFormat;
 use super::*;
 use crate::bus::{Bus, BusConfig, Channel};
-use crate::config::ConsoleFormat;
 
 #[derive(Clone, Default)]
 struct Buf(Arc<Mutex<Vec<u8>>>);

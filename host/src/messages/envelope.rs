@@ -6,8 +6,8 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use super::Channel;
 use super::{MessageError, MessageKind, SchemaVersion};
-use crate::bus::Channel;
 
 /// A message on the bus: routing data, provenance, and a JSON payload whose
 /// shape is the typed struct named by `kind`.

@@ -4,8 +4,8 @@
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use super::Channel;
 use super::SchemaVersion;
-use crate::bus::Channel;
 
 /// A typed message payload of one of the spec's message types.
 ///
@@ -43,7 +43,7 @@ macro_rules! message_kinds {
         $(
             impl $crate::messages::MessageKind for $ty {
                 const KIND: &'static str = stringify!($ty);
-                const CHANNEL: $crate::bus::Channel = $crate::bus::Channel::$channel;
+                const CHANNEL: $crate::messages::Channel = $crate::messages::Channel::$channel;
                 $(
                     const SCHEMA: $crate::messages::SchemaVersion =
                         $crate::messages::SchemaVersion::new($major, $minor);
@@ -54,7 +54,7 @@ macro_rules! message_kinds {
         pub(crate) const KINDS: &[$crate::messages::kind::KindEntry] = &[
             $($crate::messages::kind::KindEntry {
                 kind: stringify!($ty),
-                channel: $crate::bus::Channel::$channel,
+                channel: $crate::messages::Channel::$channel,
                 schema: <$ty as $crate::messages::MessageKind>::SCHEMA,
                 validate: |text| serde_json::from_str::<$ty>(text).map(|_| ()),
             }),*

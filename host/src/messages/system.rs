@@ -8,6 +8,10 @@ use serde_json::{Map, Value};
 
 use super::kind::message_kinds;
 
+/// Name under which the host announces its lifecycle (and names itself as
+/// the component of its own metrics).
+pub const SYSTEM_NAME: &str = "exesdb_host";
+
 message_kinds! {
     SystemLifecycle => System,
     SystemConfig => System,

@@ -10,10 +10,11 @@
 mod collector;
 pub mod histogram;
 mod publisher;
-pub mod rate;
+mod settings;
 
 pub use collector::{
     MetricsCollector, StoreFigures, SubscriptionFigures, SubscriptionMetrics, RATE_WINDOW,
     SUBSCRIPTIONS,
 };
 pub use publisher::{analyse, IntervalReport, Publisher, ANALYSED, FULL_INBOX, SLOW_CALL, TOP};
+pub use settings::MetricsConfig;

@@ -108,7 +108,7 @@ impl Publisher {
     fn resource_usage(&mut self) -> Option<ResourceUsage> {
         let cpu_percent = self.cpu.sample()?;
         Some(ResourceUsage {
-            component: crate::host::SYSTEM_NAME.to_owned(),
+            component: crate::messages::system::SYSTEM_NAME.to_owned(),
             cpu_percent,
             memory_bytes: read_process_rss_bytes().unwrap_or(0),
             disk_bytes: self.stores.disk_bytes(),
@@ -302,7 +302,7 @@ mod tests {
         );
 
         let r = report.resources.clone().expect("resource figures on Linux");
-        assert_eq!(r.component, crate::host::SYSTEM_NAME);
+        assert_eq!(r.component, crate::messages::system::SYSTEM_NAME);
         assert!(r.cpu_percent > 0.0, "{r:?}");
         assert!(r.memory_bytes > 0 && r.open_handles > 0, "{r:?}");
         assert!(r.disk_bytes > 0, "the default store's file: {r:?}");

@@ -251,7 +251,7 @@ impl Manifest {
                 .parse::<crate::store::Selector>()
                 .map_err(|e| err(key("selector"), e.to_string()))?;
             s.start
-                .parse::<crate::emitter::Start>()
+                .parse::<crate::store::Start>()
                 .map_err(|e| err(key("start"), e))?;
             if m.world != World::Subscriber {
                 return Err(err(

@@ -17,6 +17,7 @@ mod instance;
 mod lowering;
 pub mod manifest;
 mod plugins;
+mod settings;
 mod sockets;
 mod state;
 pub(crate) mod violations;
@@ -29,7 +30,7 @@ use std::time::Duration;
 use wasmtime::component::{Component, InstancePre, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
-use crate::config::RuntimeConfig;
+pub use settings::{PluginsConfig, RuntimeConfig};
 
 pub use cache::CacheStats;
 pub use error::{one_line, PluginError};

@@ -21,7 +21,7 @@ use super::violations::Violations;
 use super::worker::{lifecycle, Control, Request, Swap, Worker};
 use super::{PluginError, Runtime};
 use crate::bus::{Bus, SubscriberId};
-use crate::health::{HealthInput, HealthTracker};
+use crate::health::{HealthInput, HealthMonitoring, HealthTracker};
 use crate::messages::lifecycle::ProcessEvent;
 use crate::metrics::MetricsCollector;
 
@@ -125,13 +125,12 @@ impl Plugins {
     /// # Panics
     /// Outside a tokio runtime.
     pub fn new(runtime: Arc<Runtime>, bus: Bus, max_batch: usize) -> Plugins {
-        let config = crate::config::Config::default();
         let health = HealthTracker::new(
-            &config.stores.default,
-            config.health_monitoring,
+            crate::store::DEFAULT_STORE,
+            HealthMonitoring::default(),
             bus.clone(),
         );
-        let metrics = MetricsCollector::new(&config.stores.default, bus.clone());
+        let metrics = MetricsCollector::new(crate::store::DEFAULT_STORE, bus.clone());
         Self::with_monitoring(runtime, bus, max_batch, health, metrics)
     }
 

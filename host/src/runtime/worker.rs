@@ -81,7 +81,7 @@ struct RestartPolicy {
 }
 
 impl RestartPolicy {
-    fn new(c: &crate::config::RuntimeConfig) -> RestartPolicy {
+    fn new(c: &super::RuntimeConfig) -> RestartPolicy {
         RestartPolicy {
             base: Duration::from_millis(c.restart_backoff_ms),
             max: Duration::from_millis(c.max_restart_backoff_ms),
@@ -134,7 +134,7 @@ pub(crate) struct Worker {
     pub(crate) health: Arc<HealthTracker>,
     pub(crate) metrics: Arc<SubscriptionMetrics>,
     pub(crate) control: Arc<Control>,
-    pub(crate) policy: crate::config::RuntimeConfig,
+    pub(crate) policy: super::RuntimeConfig,
 }
 
 /// The kind of the lag marker a subscriber receives after its inbox dropped

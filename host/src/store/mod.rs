@@ -70,12 +70,16 @@ mod error;
 mod index;
 pub mod json;
 mod selector;
+mod settings;
+mod start;
 mod types;
 mod writer;
 
 pub use engine::{Store, FORMAT_VERSION, MAX_NAME_LEN, MAX_STORE_ID_LEN};
 pub use error::StoreError;
 pub use selector::{glob_match, Selector};
+pub use settings::{StoresConfig, DEFAULT_STORE};
+pub use start::Start;
 pub use types::{
     AppendResult, Direction, Durability, ExpectedVersion, NewEvent, Payload, ReadBatch,
     RecordedEvent, StreamInfo,

@@ -29,10 +29,10 @@ pub fn cached_plugins(bus: &Bus) -> Plugins {
     Plugins::new(Runtime::with_config(&rc).unwrap(), bus.clone(), 64)
 }
 
-/// The component bytes of a built plugin crate (`plugins/<name>`).
+/// The component bytes of a built plugin (`plugins/<name>`,
+/// `plugins/python/<name>` or `plugins/js/<name>`).
 pub fn wasm(name: &str) -> Vec<u8> {
-    let (_, path, _) = exesdb_host::artifacts::ALL
-        .iter()
+    let (_, path, _) = exesdb_tests::guests::all()
         .find(|(n, _, _)| *n == name)
         .unwrap_or_else(|| panic!("no plugin crate `{name}`"));
     std::fs::read(path).unwrap()
@@ -41,8 +41,7 @@ pub fn wasm(name: &str) -> Vec<u8> {
 /// The manifest of a plugin crate, with `extra` TOML appended (later keys of
 /// a table must not repeat earlier ones) and the name replaced by `name`.
 pub fn manifest(krate: &str, name: &str, edit: impl FnOnce(&mut toml::Table)) -> Manifest {
-    let (_, _, path) = exesdb_host::artifacts::ALL
-        .iter()
+    let (_, _, path) = exesdb_tests::guests::all()
         .find(|(n, _, _)| *n == krate)
         .unwrap();
     let mut table: toml::Table = std::fs::read_to_string(path).unwrap().parse().unwrap();

@@ -77,8 +77,8 @@ impl Channel {
         self as usize
     }
 
-    /// Channels whose messages must never be dropped silently: subscriptions
-    /// on them default to [`OverflowPolicy::Backpressure`](crate::bus::OverflowPolicy).
+    /// Channels whose messages must never be dropped silently: the bus's
+    /// subscriptions on them default to back-pressure instead of dropping.
     pub const fn is_lossless(self) -> bool {
         matches!(self, Channel::Audit | Channel::Security)
     }
