@@ -144,6 +144,8 @@ impl Config {
             if let toml::Value::Table(t) = entry {
                 t.insert(key, env_value(raw));
             }
+        }
+        if !env_vars.is_empty() {
             origin = format!("{origin} + environment");
         }
         Self::from_table(table, &origin)

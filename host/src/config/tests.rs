@@ -137,3 +137,19 @@ fn each_section_default_is_the_embedded_default() {
         "the bus's own default agrees too"
     );
 }
+
+#[test]
+fn the_origin_names_the_environment_once_however_many_variables() {
+    let err = Config::load_with_env(
+        None,
+        env(&[
+            ("EXESDB_METRICS__ENABLED", "true"),
+            ("EXESDB_PLUGINS__WATCH", "false"),
+            ("EXESDB_HEALTH_MONITORING__CHECK_INTERVAL", "soon"),
+        ]),
+    )
+    .unwrap_err()
+    .to_string();
+    assert_eq!(err.matches("environment").count(), 1, "{err}");
+    assert!(err.contains("embedded default + environment"), "{err}");
+}
