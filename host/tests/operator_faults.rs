@@ -789,3 +789,43 @@ async fn the_host_announces_its_configuration_and_audits_api_requests() {
         .collect();
     assert_eq!(events, ["stopping", "stopped"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_append_is_announced_exactly_as_the_store_reads_it_back() {
+    use exesdb_host::store::{Direction, ExpectedVersion, NewEvent, Payload};
+    let f = Fixture::start(&[]).await;
+    let events = f.watch(Channel::Events, "default:mixed");
+    let batch = vec![
+        NewEvent::json("Json", json!({"n": 1})).with_metadata(Payload::Json(json!({"m": 1}))),
+        NewEvent::bytes("JsonBytes", "application/json", br#"{"n":2}"#.to_vec()),
+        NewEvent::bytes("Raw", "application/octet-stream", vec![0, 159, 146, 150]),
+    ];
+    f.host
+        .stores()
+        .append("default", "mixed", ExpectedVersion::Any, batch)
+        .await
+        .unwrap();
+    let stored = f
+        .host
+        .stores()
+        .get("default")
+        .unwrap()
+        .read_stream("mixed", 0, 10, Direction::Forward)
+        .unwrap();
+    assert_eq!(stored.len(), 3);
+    for e in &stored {
+        let announced = next_where(&events, |_| true).await;
+        assert_eq!(announced.kind, e.event_type);
+        assert_eq!(
+            announced.timestamp, e.created,
+            "the announcement carries `created`"
+        );
+        assert_eq!(
+            announced.payload(),
+            &serde_json::to_value(e).unwrap(),
+            "event {}",
+            e.event_number
+        );
+    }
+    f.host.shutdown().await.unwrap();
+}

@@ -15,8 +15,7 @@ use crate::health::HealthTracker;
 use crate::messages::Envelope;
 use crate::metrics::MetricsCollector;
 use crate::store::{
-    AppendResult, Direction, Durability, ExpectedVersion, NewEvent, RecordedEvent, Store,
-    StoreError,
+    AppendResult, Durability, ExpectedVersion, NewEvent, RecordedEvent, Store, StoreError,
 };
 
 /// One store's monitoring: the tracker of its subscriptions' health
@@ -202,6 +201,24 @@ impl Stores {
     ) -> Result<AppendResult, StoreError> {
         let s = self.get(store)?;
         let stream_owned = stream.to_owned();
+        // What the announcements carry, kept as a read would give it back,
+        // so the events need not be read again after the append.
+        let copies: Vec<(
+            uuid::Uuid,
+            String,
+            crate::store::Payload,
+            crate::store::Payload,
+        )> = events
+            .iter()
+            .map(|e| {
+                (
+                    e.event_id,
+                    e.event_type.clone(),
+                    e.data.clone().as_stored(),
+                    e.metadata.clone().as_stored(),
+                )
+            })
+            .collect();
         let started = std::time::Instant::now();
         let result = tokio::task::spawn_blocking(move || s.append(&stream_owned, expected, events))
             .await
@@ -213,7 +230,23 @@ impl Stores {
         let metrics = self.monitor_entry(store).metrics;
         metrics.record_append(started.elapsed());
         if !result.replayed {
-            self.announce(store, stream, &result, &metrics).await;
+            let recorded = copies
+                .into_iter()
+                .zip(0u64..)
+                .map(
+                    |((event_id, event_type, data, metadata), i)| RecordedEvent {
+                        event_id,
+                        event_type,
+                        data,
+                        metadata,
+                        stream_id: stream.to_owned(),
+                        event_number: result.first_event_number + i,
+                        global_position: result.first_position + i,
+                        created: result.created,
+                    },
+                )
+                .collect();
+            self.announce(store, recorded, &metrics).await;
             self.record_change(actor, source_ip, store, stream, &result);
         }
         Ok(result)
@@ -253,23 +286,9 @@ impl Stores {
         }
     }
 
-    async fn announce(
-        &self,
-        store: &str,
-        stream: &str,
-        r: &AppendResult,
-        metrics: &MetricsCollector,
-    ) {
-        let Ok(s) = self.get(store) else { return };
-        let count = (r.last_event_number - r.first_event_number + 1) as usize;
-        metrics.record_events(count as u64);
-        let from = r.first_event_number;
-        let stream = stream.to_owned();
-        let read = tokio::task::spawn_blocking(move || {
-            s.read_stream(&stream, from, count, Direction::Forward)
-        })
-        .await;
-        let Ok(Ok(events)) = read else { return };
+    /// Announces appended events on `events` (topic `<store>:<stream>`).
+    async fn announce(&self, store: &str, events: Vec<RecordedEvent>, metrics: &MetricsCollector) {
+        metrics.record_events(events.len() as u64);
         for e in &events {
             if let Err(err) = self
                 .bus

@@ -348,6 +348,7 @@ impl Store {
                             first_position: first.1,
                             last_position: last.1,
                             replayed: true,
+                            created: Utc::now(),
                         })
                     } else {
                         Err(StoreError::PartialDuplicate {
@@ -396,6 +397,7 @@ impl Store {
                     first_position,
                     last_position: next_position - 1,
                     replayed: false,
+                    created: r.created,
                 }));
             }
         }

@@ -197,6 +197,21 @@ impl Payload {
         }
     }
 
+    /// This payload as a read of the store gives it back: bytes with the
+    /// JSON content type that parse read back as JSON.
+    #[must_use]
+    pub fn as_stored(self) -> Self {
+        match self {
+            Payload::Bytes {
+                content_type,
+                bytes,
+            } if content_type == Self::JSON_CONTENT_TYPE => {
+                Self::from_stored(&content_type, &bytes)
+            }
+            other => other,
+        }
+    }
+
     /// Rebuilds a payload from its stored form (see the type's docs).
     pub fn from_stored(content_type: &str, bytes: &[u8]) -> Self {
         if content_type == Self::JSON_CONTENT_TYPE {
@@ -309,6 +324,10 @@ pub struct AppendResult {
     /// ones. Serialised only when `true`.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub replayed: bool,
+    /// When the events were appended (their `created`); for a replayed
+    /// append, when the retry was answered. Not serialised.
+    #[serde(skip)]
+    pub created: DateTime<Utc>,
 }
 
 /// A stream, as listed by [`Store::list_streams`](super::Store::list_streams).

@@ -162,6 +162,7 @@ mod tests {
             first_position: n,
             last_position: n,
             replayed: false,
+            created: Utc::now(),
         })
     }
 
