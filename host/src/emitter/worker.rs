@@ -300,7 +300,6 @@ impl EmitterWorker {
     /// Records acknowledged events: counters and, if persistent, the checkpoint.
     fn acked(&self, last: Option<u64>, n: usize) {
         self.shared.delivered.fetch_add(n as u64, Ordering::Relaxed);
-        self.metrics.acked.fetch_add(n as u64, Ordering::Relaxed);
         if let (Some(name), Some(last)) = (&self.spec.name, last) {
             if let Err(e) = self.store.save_checkpoint(name, last) {
                 tracing::error!(
@@ -315,6 +314,11 @@ impl EmitterWorker {
     /// Records, when this worker reports them, the latency (append →
     /// handled) of the first `handled` events and the call time.
     fn measured(&self, events: &[RecordedEvent], handled: usize, call: Duration) {
+        // Counted here, before the health report: a delivery that health
+        // shows is already in the metrics.
+        self.metrics
+            .acked
+            .fetch_add(handled as u64, Ordering::Relaxed);
         if !self.reports_metrics {
             return;
         }
