@@ -48,6 +48,8 @@ impl Fixture {
     async fn start_in(dir: TempDir, extra: &[(&str, &str)]) -> Fixture {
         let cache = tempfile::tempdir().unwrap();
         let debounce = DEBOUNCE_MS.to_string();
+        // The stores live beside the cache, in a directory of this test.
+        let data_dir = cache.path().join("data").display().to_string();
         let mut env: Vec<(String, String)> = [
             ("EXESDB_API__LISTEN", "127.0.0.1:0"),
             ("EXESDB_PLUGINS__BUNDLED", "false"),
@@ -55,6 +57,7 @@ impl Fixture {
             ("EXESDB_PLUGINS__DIR", path_str(dir.path())),
             ("EXESDB_PLUGINS__WATCH_DEBOUNCE_MS", &debounce),
             ("EXESDB_RUNTIME__CACHE_DIR", path_str(cache.path())),
+            ("EXESDB_STORES__DATA_DIR", &data_dir),
         ]
         .iter()
         .chain(extra)
@@ -714,6 +717,7 @@ async fn the_host_announces_its_configuration_and_audits_api_requests() {
         ("EXESDB_API__LISTEN", "127.0.0.1:0"),
         ("EXESDB_PLUGINS__BUNDLED", "false"),
         ("EXESDB_STORES__DATA_DIR", path_str(dir.path())),
+        ("EXESDB_RUNTIME__CACHE_DIR", path_str(dir.path())),
         ("EXESDB_HEALTH_MONITORING__CHECK_INTERVAL", "100"),
     ]
     .map(|(k, v)| (k.to_owned(), v.to_owned()));
