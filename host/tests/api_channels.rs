@@ -2311,3 +2311,243 @@ fn random_bodies_are_refused_with_a_4xx_and_publish_nothing() {
         panic!("{e}");
     }
 }
+
+// ---- the routes the dashboard reads -------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_session_names_the_token_and_its_scopes() {
+    let gw = Gw::with_tokens(
+        &[],
+        &[
+            ("viewer", &["read"]),
+            ("ops", &["read", "publish:alerts"]),
+            ("root", &["admin"]),
+        ],
+    )
+    .await;
+    for (name, scopes, admin) in [
+        ("viewer", json!(["read"]), false),
+        ("ops", json!(["read", "publish:alerts"]), false),
+        ("root", json!(["admin"]), true),
+    ] {
+        let auth = format!("Bearer {}", gw.token(name).unwrap());
+        let r = gw.get("/v1/session", &[("Authorization", &auth)]).await;
+        assert_eq!(r.status, 200, "{r:#?}");
+        assert_eq!(
+            r.json(),
+            json!({"name": name, "scopes": scopes, "admin": admin, "tokens_required": true})
+        );
+    }
+    gw.get("/v1/session", &[])
+        .await
+        .refused(401, Some("authorization"));
+    // Open API: anonymous with every right.
+    let open = Gw::start(&[]).await;
+    let r = open.get("/v1/session", &[]).await;
+    assert_eq!(
+        r.json(),
+        json!({"name": "anonymous", "scopes": ["admin"], "admin": true, "tokens_required": false})
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_get_may_carry_its_token_in_the_query_and_nothing_else_may() {
+    let gw = Gw::with_tokens(&[], &[("viewer", &["read"]), ("pub", &["publish:*"])]).await;
+    let viewer = gw.token("viewer").unwrap();
+    let r = gw
+        .get(&format!("/v1/session?access_token={viewer}"), &[])
+        .await;
+    assert_eq!(r.status, 200, "{r:#?}");
+    assert_eq!(r.json()["name"], "viewer");
+    // A stream takes it beside its patterns.
+    let mut sse = gw
+        .sse(
+            &format!("/v1/channels/events/stream?pattern=a:%3E&access_token={viewer}"),
+            None,
+        )
+        .await;
+    assert_eq!(sse.status, 200, "{}", sse.head);
+    gw.await_stream_on("a:>").await;
+    let env = gw.emit("a:1", json!({"n": 1})).await;
+    assert_eq!(sse.next().await.id, Some(env.id.to_string()));
+    // A store read ignores it as a query parameter.
+    let r = gw
+        .get(
+            &format!("/v1/stores/default/streams?access_token={viewer}"),
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, 200, "{r:#?}");
+    // An unknown token in the query is a 401, as in the header.
+    gw.get("/v1/session?access_token=nope", &[])
+        .await
+        .refused(401, Some("authorization"));
+    // A POST does not take it from the query.
+    let publisher = gw.token("pub").unwrap();
+    gw.post_raw(
+        &format!("/v1/channels/events/messages?access_token={publisher}"),
+        None,
+        Some("application/json"),
+        serde_json::to_vec(&message("a:2", "custom.t", json!(1))).unwrap(),
+    )
+    .await
+    .refused(401, Some("authorization"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_view_sends_each_message_with_its_console_line() {
+    let gw = Gw::start(&[]).await;
+    let mut sse = gw
+        .sse(
+            "/v1/channels/events/stream?pattern=v:%3E&view=console",
+            None,
+        )
+        .await;
+    assert_eq!(sse.status, 200, "{}", sse.head);
+    gw.await_stream_on("v:>").await;
+    let env = gw.emit("v:1", json!({"n": 7})).await;
+    let ev = sse.next().await;
+    assert_eq!(ev.id, Some(env.id.to_string()));
+    let v = ev.json();
+    let (class, line) = exesdb_host::logging::lines::message(&env);
+    assert_eq!(v["line"], line);
+    assert_eq!(v["class"], class.as_str());
+    assert!(line.ends_with(r#"events v:1 custom.t {"n":7}"#), "{line}");
+    let back: Envelope = serde_json::from_value(v["envelope"].clone()).unwrap();
+    assert_same(&back, &env);
+    // A SubscriptionHealth reads as the spec's health line.
+    let mut health = gw
+        .sse(
+            "/v1/channels/health/stream?pattern=subscription_health:t:%3E&view=console",
+            None,
+        )
+        .await;
+    gw.await_stream_on("subscription_health:t:>").await;
+    let sh = exesdb_host::messages::tracking::SubscriptionHealth {
+        store: "t".into(),
+        subscription: "projector".into(),
+        event: exesdb_host::messages::tracking::HealthEventType::CircuitBreakerOpened,
+        status: exesdb_host::messages::tracking::SubscriptionStatus::Failed,
+        breaker: exesdb_host::messages::tracking::BreakerState::Open,
+        event_count: 1,
+        error_count: 3,
+        consecutive_failures: 3,
+        last_event: None,
+        last_error: Some("boom".into()),
+        last_seen: None,
+    };
+    gw.host
+        .bus()
+        .publish_typed_now("subscription_health:t:projector", &sh)
+        .unwrap();
+    let v = health.next().await.json();
+    assert_eq!(v["class"], "health");
+    let line = v["line"].as_str().unwrap();
+    assert!(
+        line.contains("projector") && line.contains("failed"),
+        "{line}"
+    );
+    // A bad view is a 400 naming it.
+    gw.get(
+        "/v1/channels/events/stream?view=fancy",
+        &[("Accept", "text/event-stream")],
+    )
+    .await
+    .refused(400, Some("view"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_node_route_reports_this_process_and_its_components() {
+    let gw = Gw::start(&[]).await;
+    let r = gw.get("/v1/node", &[]).await;
+    assert_eq!(r.status, 200, "{r:#?}");
+    let v = r.json();
+    assert_eq!(v["node"], gw.host.bus().node());
+    assert_eq!(v["version"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(v["pid"], std::process::id());
+    assert!(v["rss_bytes"].as_u64().unwrap() > 1 << 20, "{v}");
+    assert!(v["cpus"].as_u64().unwrap() >= 1, "{v}");
+    assert!(v["uptime_secs"].as_i64().unwrap() >= 0, "{v}");
+    let components: Vec<&str> = v["components"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["component"].as_str().unwrap())
+        .collect();
+    assert_eq!(components, ["bus", "runtime", "store"]);
+    assert_eq!(
+        v["components"][1]["details"]["plugins"],
+        gw.host.plugins().list().len(),
+        "{v}"
+    );
+    // CPU is measured between requests: a number from the second on.
+    let second = gw.get("/v1/node", &[]).await.json();
+    assert!(second["cpu_percent"].as_f64().is_some(), "{second}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_alert_book_keeps_alerts_with_their_level_and_ack() {
+    let gw = Gw::start(&[("EXESDB_PLUGINS__BUNDLED", "false")]).await;
+    let alerts = gw.watch(Channel::Alerts, ">");
+    let raise = |id: &str, title: &str| {
+        message(
+            &format!("system_alert:{id}"),
+            "SystemAlert",
+            json!({"alert_id": id, "severity": "critical", "category": "performance",
+                   "title": title, "description": "d", "source": "test", "metadata": {},
+                   "requires_ack": true}),
+        )
+    };
+    let first = gw
+        .post("/v1/channels/alerts/messages", None, &raise("b-1", "first"))
+        .await
+        .created()["id"]
+        .clone();
+    gw.post(
+        "/v1/channels/alerts/messages",
+        None,
+        &raise("b-2", "second"),
+    )
+    .await
+    .created();
+    gw.post(
+        "/v1/channels/alerts/messages",
+        None,
+        &message(
+            "alert_escalation:b-1",
+            "AlertEscalation",
+            json!({"alert_id": "b-1", "to_level": "level2", "escalation_reason": "no ack",
+                   "escalated_by": "test", "notify_contacts": []}),
+        ),
+    )
+    .await
+    .created();
+    gw.post(
+        "/v1/alerts/b-1/ack",
+        None,
+        &json!({"acknowledged_by": "alice", "notes": "ok"}),
+    )
+    .await
+    .created();
+    // Everything is on the bus; the book has filed it once the ack is seen.
+    next_where(&alerts, |e| e.kind == "AlertAck").await;
+    let deadline = Instant::now() + WAIT;
+    let list = loop {
+        let v = gw.get("/v1/alerts", &[]).await.json();
+        if v["alerts"][1]["acknowledged"].is_object() {
+            break v["alerts"].clone();
+        }
+        assert!(Instant::now() < deadline, "the ack was not filed: {v}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(list.as_array().unwrap().len(), 2);
+    assert_eq!(list[0]["alert_id"], "b-2", "newest first");
+    assert_eq!(list[0]["level"], Value::Null);
+    assert_eq!(list[0]["acknowledged"], Value::Null);
+    assert_eq!(list[1]["alert_id"], "b-1");
+    assert_eq!(list[1]["envelope_id"], first);
+    assert_eq!(list[1]["title"], "first");
+    assert_eq!(list[1]["level"], "level2");
+    assert_eq!(list[1]["acknowledged"]["by"], "alice");
+    assert_eq!(list[1]["acknowledged"]["note"], "ok");
+}

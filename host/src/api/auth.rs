@@ -78,6 +78,19 @@ impl Scope {
     }
 }
 
+impl std::fmt::Display for Scope {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Scope::Read => f.write_str("read"),
+            Scope::Publish(None) => f.write_str("publish:*"),
+            Scope::Publish(Some(c)) => write!(f, "publish:{c}"),
+            Scope::Append(None) => f.write_str("append:*"),
+            Scope::Append(Some(s)) => write!(f, "append:{s}"),
+            Scope::Admin => f.write_str("admin"),
+        }
+    }
+}
+
 /// What a request needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Need {
@@ -115,6 +128,12 @@ pub struct Principal {
 }
 
 impl Principal {
+    /// The scopes, as `[[api.tokens]]` writes them (`read`, `publish:alerts`,
+    /// `append:*`, `admin`).
+    pub fn scope_names(&self) -> Vec<String> {
+        self.scopes.iter().map(Scope::to_string).collect()
+    }
+
     /// Whether the principal may do `need`.
     pub fn allows(&self, need: &Need) -> bool {
         self.scopes.iter().any(|s| s.grants(need))
@@ -272,6 +291,20 @@ fn decode_hex(s: &str) -> Option<[u8; 32]> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_scope_is_written_as_it_is_parsed() {
+        for text in [
+            "read",
+            "admin",
+            "publish:*",
+            "publish:alerts",
+            "append:*",
+            "append:default",
+        ] {
+            assert_eq!(Scope::parse(text).unwrap().to_string(), text);
+        }
+    }
 
     fn client() -> SocketAddr {
         "127.0.0.1:5555".parse().unwrap()

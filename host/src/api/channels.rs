@@ -149,17 +149,43 @@ pub async fn publish(
     Ok((StatusCode::CREATED, Json(body)).into_response())
 }
 
-/// The `pattern` parameters of a query (repeated), `>` when none.
-fn patterns(query: Option<&str>) -> Result<Vec<String>, ApiError> {
+/// How a stream shows each message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum View {
+    /// The envelope's JSON (the default).
+    Envelope,
+    /// `{"line", "class", "envelope"}`: the line the console prints for it
+    /// (see [`crate::logging::lines`]), its colour class (`success`,
+    /// `failure`, `action`, `health`, `plain`) and the envelope.
+    Console,
+}
+
+/// The `pattern` parameters of a query (repeated; `>` when none) and the
+/// `view` (`envelope` or `console`).
+fn stream_query(query: Option<&str>) -> Result<(Vec<String>, View), ApiError> {
     let mut out = Vec::new();
+    let mut view = View::Envelope;
     for (k, v) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
         match &*k {
             "pattern" => out.push(v.into_owned()),
+            "view" => {
+                view = match &*v {
+                    "envelope" => View::Envelope,
+                    "console" => View::Console,
+                    other => {
+                        return Err(ApiError::bad(
+                            "view",
+                            format!("unknown view `{other}`; expected `envelope` or `console`"),
+                        ))
+                    }
+                }
+            }
+            super::TOKEN_PARAMETER => {}
             other => {
                 return Err(ApiError::bad(
                     other.to_owned(),
                     format!(
-                    "unknown query parameter `{other}`; this route takes `pattern` (repeatable)"
+                    "unknown query parameter `{other}`; this route takes `pattern` (repeatable) and `view`"
                 ),
                 ))
             }
@@ -168,7 +194,18 @@ fn patterns(query: Option<&str>) -> Result<Vec<String>, ApiError> {
     if out.is_empty() {
         out.push(">".into());
     }
-    Ok(out)
+    Ok((out, view))
+}
+
+/// The text of one message in `view`.
+fn message_text(env: &Envelope, view: View) -> String {
+    match view {
+        View::Envelope => serde_json::to_string(env).unwrap_or_default(),
+        View::Console => {
+            let (class, line) = crate::logging::lines::message(env);
+            json!({ "line": line, "class": class.as_str(), "envelope": env }).to_string()
+        }
+    }
 }
 
 /// `GET /v1/channels/{channel}/stream?pattern=P[&pattern=Q…]`: a WebSocket
@@ -185,7 +222,7 @@ pub async fn stream(
 ) -> Result<Response, ApiError> {
     let channel = channel_of(&channel)?;
     state.require(&who, &Need::Read, &format!("stream of channel {channel}"))?;
-    let patterns = patterns(uri.query())?;
+    let (patterns, view) = stream_query(uri.query())?;
     super::stream_wanted(&headers, ws.is_ok(), "a stream")?;
     let permit = state.stream_slot()?;
     let feed = Feed::new(
@@ -201,13 +238,14 @@ pub async fn stream(
     if let Ok(ws) = ws {
         return Ok(ws.on_upgrade(move |socket| async move {
             let _permit = permit;
-            websocket(socket, feed, channel).await;
+            websocket(socket, feed, channel, view).await;
         }));
     }
-    let events = futures_util::stream::unfold((feed, permit), |(mut feed, permit)| async move {
-        let item = feed.next().await?;
-        Some((Ok::<_, Infallible>(sse_event(&item)), (feed, permit)))
-    });
+    let events =
+        futures_util::stream::unfold((feed, permit), move |(mut feed, permit)| async move {
+            let item = feed.next().await?;
+            Some((Ok::<_, Infallible>(sse_event(&item, view)), (feed, permit)))
+        });
     Ok(Sse::new(events)
         .keep_alive(KeepAlive::default())
         .into_response())
@@ -215,12 +253,12 @@ pub async fn stream(
 
 /// One feed item as an SSE event: `message` (the envelope, `id:` its id)
 /// or `lagged` (`{"missed": n}`).
-fn sse_event(item: &Item) -> Event {
+fn sse_event(item: &Item, view: View) -> Event {
     match item {
         Item::Message(env) => Event::default()
             .event("message")
             .id(env.id.to_string())
-            .data(serde_json::to_string(&**env).unwrap_or_default()),
+            .data(message_text(env, view)),
         Item::Lagged(n) => Event::default()
             .event("lagged")
             .data(json!({ "missed": n }).to_string()),
@@ -240,13 +278,13 @@ struct Control {
 /// "missed": n}` after drops; the client may send `{"subscribe": P}` or
 /// `{"unsubscribe": P}` (with `"channel"` for another channel), answered
 /// by `{"type": "subscribed"|"unsubscribed", …}` or `{"type": "error", …}`.
-async fn websocket(mut socket: WebSocket, mut feed: Feed, channel: Channel) {
+async fn websocket(mut socket: WebSocket, mut feed: Feed, channel: Channel, view: View) {
     loop {
         tokio::select! {
             item = feed.next() => {
                 let Some(item) = item else { break };
                 let text = match &item {
-                    Item::Message(env) => serde_json::to_string(&**env).unwrap_or_default(),
+                    Item::Message(env) => message_text(env, view),
                     Item::Lagged(n) => json!({ "type": "lagged", "missed": n }).to_string(),
                 };
                 if socket.send(WsMessage::Text(text.into())).await.is_err() {
@@ -296,66 +334,4 @@ fn control(feed: &Feed, default: Channel, text: &str) -> Value {
         }
         Err(e) => error(e.to_string(), "pattern"),
     }
-}
-
-/// Body of an alert ack.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AckRequest {
-    /// Who acknowledges.
-    pub acknowledged_by: String,
-    /// A note.
-    #[serde(default)]
-    pub notes: Option<String>,
-    /// How the problem was resolved.
-    #[serde(default)]
-    pub resolution: Option<String>,
-}
-
-/// `POST /v1/alerts/{alert_id}/ack`: publishes an `AlertAck` on `alerts`
-/// (topic `alert_ack:<id>`); `201 {"id"}`.
-pub async fn ack(
-    State(state): State<Arc<ApiState>>,
-    Extension(who): Extension<Principal>,
-    Path(alert_id): Path<String>,
-    JsonBody(body): JsonBody<AckRequest>,
-) -> Result<Response, ApiError> {
-    state.require(
-        &who,
-        &Need::Publish(Channel::Alerts),
-        &format!("alert {alert_id}"),
-    )?;
-    if body.acknowledged_by.trim().is_empty() {
-        return Err(ApiError::bad(
-            "acknowledged_by",
-            "must name who acknowledges",
-        ));
-    }
-    let topic = crate::integration::topics::alert_ack(&alert_id);
-    // The id becomes a topic segment: refuse one that cannot be, naming the
-    // path parameter (the request has no `topic`).
-    crate::bus::validate_topic(&topic).map_err(|e| {
-        ApiError::bad(
-            "alert_id",
-            format!("alert id `{alert_id}` cannot be acknowledged: {e}"),
-        )
-    })?;
-    let env = Envelope::typed(
-        topic,
-        &crate::messages::alerts::AlertAck {
-            alert_id: alert_id.clone(),
-            ack_by: body.acknowledged_by,
-            ack_note: body.notes,
-            resolution: body.resolution,
-        },
-        state.bus.node(),
-    )
-    .map_err(|e| ApiError::from_bus(&e.into(), ""))?;
-    let id = env.id.to_string();
-    state
-        .bus
-        .broadcast(env)
-        .await
-        .map_err(|e| ApiError::from_bus(&e, ""))?;
-    Ok((StatusCode::CREATED, Json(json!({ "id": id }))).into_response())
 }

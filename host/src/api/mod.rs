@@ -14,6 +14,10 @@
 //! | GET | `/v1/stores/{store}/streams` | `read` | stream names and versions |
 //! | GET | `/v1/stores/{store}/streams/{stream}/subscribe?from=` | `read` | catch-up then live, SSE (resumable with `Last-Event-ID`) or WebSocket |
 //! | GET | `/v1/emitters` | `read` | emitter workers: position, lag, paused |
+//! | GET | `/v1/alerts` | `read` | recent alerts with escalation level and acknowledgement |
+//! | GET | `/v1/node` | `read` | node figures and component health |
+//! | GET | `/v1/session` | any token | the token's name and scopes |
+//! | GET | `/`, `/dashboard/…` | none | the Health Dashboard (see [`dashboard`]) |
 //! | GET | `/v1/plugins`, `/v1/plugins/{name}`, `/v1/health` | `read` | plugin list and status, subscription health |
 //! | POST, DELETE | `/v1/plugins…` | `admin` | load, reload, unload plugins |
 //! | GET | `/metrics` | `read` | the host's metrics in the OpenMetrics text format (see [`metrics`]) |
@@ -21,13 +25,17 @@
 //! Layers: [`auth`] (who) → the handlers (what) → [`report`] (what the
 //! operator learns about refusals, rate-limited per client).
 
+pub mod alerts;
 pub mod auth;
 mod channels;
+mod dashboard;
 pub mod error;
 pub mod feed;
 pub mod metrics;
+pub mod node;
 pub mod plugins;
 pub mod report;
+mod session;
 mod settings;
 mod stores;
 
@@ -61,6 +69,10 @@ pub struct ApiState {
     pub(crate) stream_slots: Arc<tokio::sync::Semaphore>,
     /// Requests answered, for `GET /metrics`.
     pub(crate) requests: metrics::Requests,
+    /// Recent alerts, for `GET /v1/alerts`.
+    pub(crate) alerts: Arc<alerts::AlertBook>,
+    /// When the node started, and its CPU sampler, for `GET /v1/node`.
+    pub(crate) clock: node::NodeClock,
 }
 
 impl ApiState {
@@ -87,8 +99,11 @@ impl ApiState {
                 ));
             }
         }
+        let alerts = alerts::AlertBook::new(&bus).map_err(|e| format!("the alert book: {e}"))?;
         Ok(ApiState {
             reports: report::ClientReports::new(bus.clone()),
+            alerts,
+            clock: node::NodeClock::new(),
             stream_slots: Arc::new(tokio::sync::Semaphore::new(config.max_stream_clients)),
             bus,
             plugins,
@@ -182,7 +197,10 @@ pub fn router(state: Arc<ApiState>) -> Router {
     Router::new()
         .route("/v1/channels/{channel}/messages", post(channels::publish))
         .route("/v1/channels/{channel}/stream", get(channels::stream))
-        .route("/v1/alerts/{alert_id}/ack", post(channels::ack))
+        .route("/v1/alerts", get(alerts::list))
+        .route("/v1/alerts/{alert_id}/ack", post(alerts::ack))
+        .route("/v1/session", get(session::session))
+        .route("/v1/node", get(node::node))
         .route("/v1/stores/{store}/streams", get(stores::streams))
         .route(
             "/v1/stores/{store}/streams/{stream}",
@@ -207,6 +225,9 @@ pub fn router(state: Arc<ApiState>) -> Router {
             metrics::count,
         ))
         .layer(axum::extract::DefaultBodyLimit::max(limit))
+        // The page's files carry no data (that comes from /v1 with the
+        // token the page is given), so they are served without one.
+        .merge(dashboard::router())
 }
 
 async fn not_found(req: Request) -> Response {
@@ -247,7 +268,8 @@ async fn authenticate(
     let header = req
         .headers()
         .get(axum::http::header::AUTHORIZATION)
-        .map(|v| v.to_str().unwrap_or("\u{fffd}").to_owned());
+        .map(|v| v.to_str().unwrap_or("\u{fffd}").to_owned())
+        .or_else(|| query_token(&req));
     match state.auth.authenticate(header.as_deref(), client) {
         Ok(principal) => {
             if state.auth.enabled() {
@@ -284,6 +306,22 @@ async fn authenticate(
             error::refuse(req, answer).await
         }
     }
+}
+
+/// The name of the query parameter that may carry the token of a `GET`
+/// (RFC 6750 §2.3): a browser's `WebSocket` and `EventSource` cannot send
+/// an `Authorization` header, so the dashboard's streams send it this way.
+/// Only read requests accept it; the header wins when both are sent.
+pub const TOKEN_PARAMETER: &str = "access_token";
+
+/// `Bearer <token>` from the `access_token` query parameter of a `GET`.
+fn query_token(req: &Request) -> Option<String> {
+    if req.method() != axum::http::Method::GET {
+        return None;
+    }
+    form_urlencoded::parse(req.uri().query()?.as_bytes())
+        .find(|(k, _)| k == TOKEN_PARAMETER)
+        .map(|(_, v)| format!("Bearer {v}"))
 }
 
 /// Plugin routes: reading needs `read`, changes need `admin`.
@@ -328,6 +366,10 @@ pub async fn serve(
                 state.reports.flush();
             }
         };
+        let book = async {
+            Arc::clone(&state.alerts).run().await;
+            std::future::pending::<()>().await;
+        };
         let server = axum::serve(
             listener,
             app.into_make_service_with_connect_info::<SocketAddr>(),
@@ -337,6 +379,7 @@ pub async fn serve(
                 tracing::error!(class = "failure", "the API stopped: {e}");
             },
             () = flusher => {}
+            () = book => {}
         }
     });
     Ok((local, task))

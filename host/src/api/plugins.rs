@@ -228,12 +228,18 @@ async fn health(State(p): State<Arc<Plugins>>) -> Json<serde_json::Value> {
         .into_iter()
         .map(|s| {
             // A plugin subscription's inbox drops (null for native ones).
-            let dropped = p.status(&s.name).map(|i| i.dropped);
+            let info = p.status(&s.name);
+            let dropped = info.as_ref().map(|i| i.dropped);
+            // Messages waiting in its inbox now (null for native ones).
+            let queue_depth = info
+                .and_then(|i| i.subscriber)
+                .and_then(|id| p.bus().stats_of(id))
+                .map(|st| st.queue_depth);
             serde_json::json!({
                 "name": s.name, "status": s.status, "breaker": s.breaker,
                 "event_count": s.event_count, "error_count": s.error_count,
                 "consecutive_failures": s.consecutive_failures, "last_error": s.last_error,
-                "dropped": dropped,
+                "dropped": dropped, "queue_depth": queue_depth,
             })
         })
         .collect();

@@ -215,6 +215,9 @@ fn query<T: serde::de::DeserializeOwned>(uri: &axum::http::Uri) -> Result<T, Api
 fn serde_urlencoded_like<T: serde::de::DeserializeOwned>(q: &str) -> Result<T, ApiError> {
     let mut map = serde_json::Map::new();
     for (k, v) in form_urlencoded::parse(q.as_bytes()) {
+        if k == super::TOKEN_PARAMETER {
+            continue;
+        }
         let value = v
             .parse::<u64>()
             .map(Value::from)

@@ -9,7 +9,7 @@ use std::io::{BufRead, BufReader, Write};
 
 use serde_json::Value;
 
-use crate::logging::{format, Class, Painter};
+use crate::logging::{Class, Painter};
 use crate::messages::Envelope;
 
 /// A running host's gateway.
@@ -387,7 +387,7 @@ pub fn tail(
             (_, TailFormat::Json) => data.to_owned(),
             (_, TailFormat::Pretty) => match serde_json::from_str::<Envelope>(data) {
                 Ok(env) => {
-                    let (class, text) = pretty(&env);
+                    let (class, text) = crate::logging::lines::message(&env);
                     painter.paint(class, &text)
                 }
                 Err(_) => data.to_owned(),
@@ -416,66 +416,4 @@ fn exit_on_signal() -> anyhow::Result<()> {
         std::process::exit(0);
     });
     Ok(())
-}
-
-/// A message as the console would show it: the spec's line for the kinds
-/// that have one, otherwise time, channel, topic, kind and payload.
-pub fn pretty(env: &Envelope) -> (Class, String) {
-    use crate::messages::tracking::{HealthSummary, MetricsSummary, SubscriptionHealth};
-    let time = env.timestamp.format("%H:%M:%S%.3f");
-    match env.kind.as_str() {
-        "HealthSummary" => {
-            if let Ok(s) = env.decode::<HealthSummary>() {
-                return (
-                    Class::Health,
-                    format!(
-                        "{time} {}",
-                        format::health_summary(&s.store, s.healthy, s.total)
-                    ),
-                );
-            }
-        }
-        "MetricsSummary" => {
-            if let Ok(s) = env.decode::<MetricsSummary>() {
-                return (
-                    Class::Plain,
-                    format!(
-                        "{time} {}",
-                        format::metrics_summary(
-                            &s.store,
-                            s.events_per_second.round() as u64,
-                            s.total_events,
-                            s.active_subscriptions
-                        )
-                    ),
-                );
-            }
-        }
-        "SubscriptionHealth" => {
-            if let Ok(s) = env.decode::<SubscriptionHealth>() {
-                let text = format::health_event(
-                    &s.subscription,
-                    &format!("{:?}", s.event).to_lowercase(),
-                    &format!("{:?}", s.status).to_lowercase(),
-                );
-                return (Class::Health, format!("{time} {text}"));
-            }
-        }
-        _ => {}
-    }
-    let class = match env.kind.as_str() {
-        "SystemAlert" | "AlertEscalation" | "SecurityAlert" | "AccessViolation" => Class::Failure,
-        "AlertAck" => Class::Success,
-        _ => Class::Plain,
-    };
-    (
-        class,
-        format!(
-            "{time} {} {} {} {}",
-            env.channel,
-            env.topic,
-            env.kind,
-            env.payload_text()
-        ),
-    )
 }

@@ -12,7 +12,7 @@ use parking_lot::Mutex;
 use crate::bus::{Bus, Channel};
 use crate::health::HealthMonitoring;
 use crate::health::HealthTracker;
-use crate::messages::Envelope;
+use crate::messages::{Envelope, MessageError};
 use crate::metrics::MetricsCollector;
 use crate::store::{
     AppendResult, Durability, ExpectedVersion, NewEvent, RecordedEvent, Store, StoreError,
@@ -44,16 +44,19 @@ pub struct Stores {
 /// `<store>:<stream>`, kind = the event type, payload = the recorded event,
 /// timestamp = the event's `created` time (so a subscriber's latency is
 /// append → handled).
-pub fn announcement(store: &str, e: &RecordedEvent, node: &str) -> Envelope {
-    let mut env = Envelope::new(
+///
+/// # Errors
+/// [`MessageError`] if the event cannot be serialised.
+pub fn announcement(store: &str, e: &RecordedEvent, node: &str) -> Result<Envelope, MessageError> {
+    let mut env = Envelope::serialised(
         Channel::Events,
         format!("{store}:{}", e.stream_id),
         e.event_type.clone(),
-        serde_json::to_value(e).unwrap_or_default(),
+        e,
         node,
-    );
+    )?;
     env.timestamp = e.created;
-    env
+    Ok(env)
 }
 
 impl Stores {
@@ -290,11 +293,16 @@ impl Stores {
     async fn announce(&self, store: &str, events: Vec<RecordedEvent>, metrics: &MetricsCollector) {
         metrics.record_events(events.len() as u64);
         for e in &events {
-            if let Err(err) = self
-                .bus
-                .broadcast(announcement(store, e, self.bus.node()))
-                .await
-            {
+            let sent = match announcement(store, e, self.bus.node()) {
+                Ok(env) => self
+                    .bus
+                    .broadcast(env)
+                    .await
+                    .map(drop)
+                    .map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            };
+            if let Err(err) = sent {
                 tracing::warn!(
                     "cannot announce {}:{} #{}: {err}",
                     store,

@@ -356,11 +356,15 @@ impl EmitterWorker {
                 let Some(plugins) = self.plugins.upgrade() else {
                     return Outcome::Gone("host stopping".into());
                 };
-                let envs = batch
+                let envs = match batch
                     .events
                     .iter()
-                    .map(|e| Arc::new(announcement(&self.spec.store, e, self.bus.node())))
-                    .collect();
+                    .map(|e| announcement(&self.spec.store, e, self.bus.node()).map(Arc::new))
+                    .collect::<Result<Vec<_>, _>>()
+                {
+                    Ok(envs) => envs,
+                    Err(e) => return Outcome::Gone(format!("event not serialisable: {e}")),
+                };
                 match plugins
                     .deliver_direct(name, envs, !self.reports_health)
                     .await

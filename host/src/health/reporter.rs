@@ -88,7 +88,9 @@ impl Reporter {
         }
     }
 
-    fn components(
+    /// The `ComponentHealth` of the bus, the plugin runtime and the stores,
+    /// as of now: (component, status, details).
+    pub fn components(
         &self,
     ) -> Vec<(
         &'static str,

@@ -10,6 +10,7 @@
 mod bridge;
 mod console;
 pub mod format;
+pub mod lines;
 mod settings;
 mod style;
 pub mod summary;

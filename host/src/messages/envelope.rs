@@ -127,6 +127,31 @@ impl Envelope {
         Ok(Envelope::with_payload(channel, topic, kind, text, node))
     }
 
+    /// Like [`new`](Self::new) for any serialisable payload, rendered
+    /// straight to the envelope's JSON text (no intermediate
+    /// [`serde_json::Value`]): the form for payloads that are not spec kinds,
+    /// such as a recorded store event announced on `events`.
+    ///
+    /// # Errors
+    /// [`MessageError::InvalidPayload`] naming the kind if `payload` cannot
+    /// be serialised.
+    pub fn serialised<T: Serialize + ?Sized>(
+        channel: Channel,
+        topic: impl Into<String>,
+        kind: impl Into<String>,
+        payload: &T,
+        node: impl Into<String>,
+    ) -> Result<Envelope, MessageError> {
+        let kind = kind.into();
+        match serde_json::to_string(payload) {
+            Ok(text) => Ok(Envelope::with_payload(channel, topic, kind, text, node)),
+            Err(e) => Err(MessageError::InvalidPayload {
+                reason: e.to_string(),
+                kind,
+            }),
+        }
+    }
+
     /// `text` must be valid JSON. Stamped with the kind's schema version.
     fn with_payload(
         channel: Channel,

@@ -1,6 +1,7 @@
 //! Captures a plugin's stdout and stderr: each complete line becomes a log
 //! record tagged with the plugin's name (so it reaches the console and the
-//! `logging` channel), and the last stderr lines are kept for trap reports.
+//! `logging` channel), and the last stderr lines are kept for trap reports
+//! and the plugin's status.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -12,8 +13,8 @@ use wasmtime_wasi::p2::{OutputStream, Pollable, StreamError};
 
 /// Longest line kept; longer lines are cut.
 const MAX_LINE: usize = 8 * 1024;
-/// How many recent stderr lines are kept for trap reports.
-const RECENT_LINES: usize = 20;
+/// How many recent lines are kept (for trap reports and the status).
+pub(crate) const RECENT_LINES: usize = 20;
 
 #[derive(Debug, Default)]
 struct Buffer {
@@ -80,9 +81,17 @@ impl Capture {
         self.buf.lock().recent.clear();
     }
 
-    /// The most recent lines, oldest first.
+    /// The most recent lines, oldest first, a trailing partial line
+    /// included (it is emitted as a line of its own).
     pub(crate) fn recent(&self) -> Vec<String> {
         self.flush_partial();
+        self.lines()
+    }
+
+    /// The most recent complete lines, oldest first (at most
+    /// [`RECENT_LINES`]), without touching a partial line still being
+    /// written, so looking does not split it.
+    pub(crate) fn lines(&self) -> Vec<String> {
         self.buf.lock().recent.iter().cloned().collect()
     }
 }
@@ -145,5 +154,31 @@ impl tokio::io::AsyncWrite for Capture {
         _cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<std::io::Result<()>> {
         std::task::Poll::Ready(Ok(()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_are_the_last_complete_ones_oldest_first() {
+        let c = Capture::new("p", "stderr");
+        for n in 0..RECENT_LINES + 5 {
+            c.push(format!("line {n}\n").as_bytes());
+        }
+        c.push(b"partial");
+        let lines = c.lines();
+        assert_eq!(lines.len(), RECENT_LINES);
+        assert_eq!(lines[0], "line 5");
+        assert_eq!(
+            lines[RECENT_LINES - 1],
+            format!("line {}", RECENT_LINES + 4)
+        );
+        // Looking leaves the partial line alone: it completes later.
+        c.push(b" line\n");
+        assert_eq!(c.lines().last().unwrap(), "partial line");
+        c.clear_recent();
+        assert!(c.lines().is_empty());
     }
 }

@@ -79,8 +79,11 @@ impl Instance {
     ) -> Result<Instance, PluginError> {
         let plugin = ctx.name().to_owned();
         let world = ctx.manifest.world;
-        // A trap report names only this instance's stderr lines.
+        // A trap report names only this instance's stderr lines, and the
+        // status this instance's memory (counted by its store's limiter).
         ctx.stderr.clear_recent();
+        ctx.memory_bytes
+            .store(0, std::sync::atomic::Ordering::Relaxed);
         let ticks = ctx
             .manifest
             .limits

@@ -17,6 +17,7 @@ mod instance;
 mod lowering;
 pub mod manifest;
 mod plugins;
+mod producers;
 mod settings;
 mod sockets;
 mod state;

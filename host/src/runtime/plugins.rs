@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -57,6 +58,12 @@ pub struct PluginInfo {
     pub version: String,
     /// Its world.
     pub world: World,
+    /// The guest's source language, read once at load from the component's
+    /// `producers` sections (those of the component and of the modules in
+    /// it): `rust`, `python` (componentize-py), `javascript`
+    /// (ComponentizeJS / StarlingMonkey), another producer's language name
+    /// lowercased (`c11`, `go`, …), or `unknown` when none names one.
+    pub language: String,
     /// Run state.
     pub state: PluginState,
     /// When it was loaded.
@@ -80,6 +87,15 @@ pub struct PluginInfo {
     pub subscriber: Option<SubscriberId>,
     /// The manifest file it was loaded from, if any.
     pub source: Option<String>,
+    /// Bytes of linear memory of its current instance (all its memories),
+    /// kept up to date as the instance grows them and counted afresh when
+    /// an instance starts (after a trap, or a reload); while it is
+    /// restarting, parked or unloaded, those of its last instance.
+    pub memory_bytes: u64,
+    /// Its most recent stderr lines, oldest first: at most 20 complete
+    /// lines (each cut at 8 KiB) of its current instance, the ones a trap
+    /// report quotes; a line still being written is not included.
+    pub stderr: Vec<String>,
 }
 
 struct Slot {
@@ -195,6 +211,7 @@ impl Plugins {
             subscriber,
             handle: self.handle.clone(),
             violations,
+            memory_bytes: AtomicU64::new(0),
             manifest,
         })
     }
@@ -292,9 +309,9 @@ impl Plugins {
 
     fn set_source(&self, name: &str, path: &Path) -> Option<PluginInfo> {
         let slots = self.slots.lock();
-        let mut info = slots.get(name)?.info.lock();
-        info.source = Some(path.display().to_string());
-        Some(info.clone())
+        let slot = slots.get(name)?;
+        slot.info.lock().source = Some(path.display().to_string());
+        Some(live(slot))
     }
 
     /// Loads every `*.toml` manifest in `dir`, in name order. A failing
@@ -387,6 +404,7 @@ impl Plugins {
         };
         self.check_fuel(&manifest)?;
         let digest = sha2::Sha256::digest(wasm).to_vec();
+        let language = super::producers::language(wasm);
         let max_batch = manifest.limits.max_batch.unwrap_or(self.max_batch);
         let budget = self.runtime.config().max_violations_per_minute;
         let ctx = self.context(manifest, subscriber, Arc::new(Violations::new(budget)));
@@ -394,6 +412,7 @@ impl Plugins {
             name: name.clone(),
             version: ctx.manifest.version.clone(),
             world: ctx.manifest.world,
+            language,
             state: PluginState::Running,
             loaded_at: Utc::now(),
             delivered: 0,
@@ -405,6 +424,8 @@ impl Plugins {
             violations: 0,
             subscriber: ctx.subscriber.as_ref().map(|s| s.id()),
             source: None,
+            memory_bytes: 0,
+            stderr: Vec::new(),
         }));
         let control = Arc::new(Control::default());
         let (worker, formatter) = match ctx.manifest.world {
@@ -439,7 +460,7 @@ impl Plugins {
                 (Some(thread), None)
             }
         };
-        let snapshot = info.lock().clone();
+        let snapshot = live_info(&info, &ctx);
         let started = Arc::clone(&ctx);
         {
             let mut slots = self.slots.lock();
@@ -655,6 +676,7 @@ impl Plugins {
         self.check_fuel(&manifest)?;
         let component = self.runtime.compile(&name, wasm)?;
         let pre = self.runtime.prepare(&manifest, &component)?;
+        let language = super::producers::language(wasm);
         let ctx = self.context(
             manifest,
             old.subscriber.clone(),
@@ -702,13 +724,16 @@ impl Plugins {
             })?;
             slot.ctx = Arc::clone(&ctx);
             slot.digest = digest;
-            let mut info = slot.info.lock();
-            info.version = to.clone();
-            info.state = PluginState::Running;
-            info.loaded_at = Utc::now();
-            info.restarts = 0;
-            info.last_error = None;
-            info.clone()
+            {
+                let mut info = slot.info.lock();
+                info.version = to.clone();
+                info.language = language;
+                info.state = PluginState::Running;
+                info.loaded_at = Utc::now();
+                info.restarts = 0;
+                info.last_error = None;
+            }
+            live(slot)
         };
         self.unloaded.lock().remove(&name);
         if ctx.manifest.world != World::LogFormatter {
@@ -891,11 +916,19 @@ impl Drop for Plugins {
     }
 }
 
-/// A slot's status with the live counters (drops, refusals) filled in.
+/// A slot's status with the live counters (drops, refusals, memory) and
+/// stderr lines filled in.
 fn live(slot: &Slot) -> PluginInfo {
-    let mut info = slot.info.lock().clone();
-    info.dropped = slot.ctx.subscriber.as_ref().map_or(0, |s| s.dropped());
-    info.violations = slot.ctx.violations.total();
+    live_info(&slot.info, &slot.ctx)
+}
+
+/// `info` with the live values of the version `ctx` filled in.
+fn live_info(info: &Mutex<PluginInfo>, ctx: &PluginContext) -> PluginInfo {
+    let mut info = info.lock().clone();
+    info.dropped = ctx.subscriber.as_ref().map_or(0, |s| s.dropped());
+    info.violations = ctx.violations.total();
+    info.memory_bytes = ctx.memory_bytes.load(Ordering::Relaxed);
+    info.stderr = ctx.stderr.lines();
     info
 }
 
@@ -929,6 +962,7 @@ pub mod bench_support {
             subscriber: None,
             handle: tokio::runtime::Handle::current(),
             violations: Arc::new(super::Violations::new(0)),
+            memory_bytes: std::sync::atomic::AtomicU64::new(0),
             manifest,
         });
         drop(Instance::start(runtime.engine(), &pre, Arc::clone(&ctx))?);

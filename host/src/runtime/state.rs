@@ -1,11 +1,13 @@
 //! What each plugin instance's `Store` holds: its WASI context (nothing
-//! granted unless the manifest says so), its memory limiter, and the
-//! plugin's shared context (manifest, bus, subscriber, captured output).
+//! granted unless the manifest says so), its memory limiter (which also
+//! records the instance's memory size), and the plugin's shared context
+//! (manifest, bus, subscriber, captured output).
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use wasmtime::component::ResourceTable;
-use wasmtime::{StoreLimits, StoreLimitsBuilder};
+use wasmtime::{ResourceLimiter, StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxView, WasiView};
 
 use super::capture::Capture;
@@ -26,6 +28,9 @@ pub(crate) struct PluginContext {
     pub(crate) stderr: Capture,
     /// Refusals of this plugin's calls, shared by its versions.
     pub(crate) violations: Arc<super::violations::Violations>,
+    /// Bytes of linear memory of this version's current (or last) instance,
+    /// kept by its [`Limiter`]; set to 0 when an instance starts.
+    pub(crate) memory_bytes: AtomicU64,
 }
 
 impl PluginContext {
@@ -89,7 +94,7 @@ pub(crate) struct PluginState {
     pub(crate) ctx: Arc<PluginContext>,
     wasi: WasiCtx,
     table: ResourceTable,
-    pub(crate) limits: StoreLimits,
+    pub(crate) limits: Limiter,
 }
 
 impl std::fmt::Debug for PluginState {
@@ -127,9 +132,85 @@ impl PluginState {
         Ok(PluginState {
             wasi: b.build(),
             table: ResourceTable::new(),
-            limits,
+            limits: Limiter {
+                limits,
+                ctx: Arc::clone(&ctx),
+                bytes: 0,
+                pending: 0,
+            },
             ctx,
         })
+    }
+}
+
+/// The store's resource limiter: the manifest's limits ([`StoreLimits`]),
+/// and the size of the instance's linear memories, counted as they are
+/// created and grow and published in the context's
+/// [`memory_bytes`](PluginContext::memory_bytes).
+pub(crate) struct Limiter {
+    limits: StoreLimits,
+    ctx: Arc<PluginContext>,
+    /// The instance's linear memory, in bytes: every memory it created, as
+    /// large as it has grown.
+    bytes: u64,
+    /// The last growth allowed, taken back if it then fails. Every failed
+    /// growth traps (`trap_on_grow_failure`), so this only corrects the
+    /// size the status shows for the trapped instance.
+    pending: u64,
+}
+
+impl Limiter {
+    fn publish(&self) {
+        self.ctx.memory_bytes.store(self.bytes, Ordering::Relaxed);
+    }
+}
+
+impl ResourceLimiter for Limiter {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let allowed = self.limits.memory_growing(current, desired, maximum)?;
+        if allowed {
+            // A new memory comes with `current` 0 and its initial size.
+            self.pending = u64::try_from(desired.saturating_sub(current)).unwrap_or(u64::MAX);
+            self.bytes = self.bytes.saturating_add(self.pending);
+            self.publish();
+        }
+        Ok(allowed)
+    }
+
+    fn memory_grow_failed(&mut self, error: wasmtime::Error) -> wasmtime::Result<()> {
+        self.bytes = self.bytes.saturating_sub(std::mem::take(&mut self.pending));
+        self.publish();
+        self.limits.memory_grow_failed(error)
+    }
+
+    fn table_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        self.limits.table_growing(current, desired, maximum)
+    }
+
+    fn table_grow_failed(&mut self, error: wasmtime::Error) -> wasmtime::Result<()> {
+        self.limits.table_grow_failed(error)
+    }
+
+    fn instances(&self) -> usize {
+        self.limits.instances()
+    }
+
+    fn tables(&self) -> usize {
+        self.limits.tables()
+    }
+
+    fn memories(&self) -> usize {
+        self.limits.memories()
     }
 }
 
