@@ -76,7 +76,7 @@ function el(tag, attrs = {}, ...children) {
     if (v === undefined || v === null || v === false) continue;
     if (k === "class") node.className = v;
     else if (k === "text") node.textContent = v;
-    else if (k.startsWith("data-") || k.startsWith("aria-") || k === "role" || k === "tabindex" || k === "type" || k === "title") node.setAttribute(k, v === true ? "" : String(v));
+    else if (k.startsWith("data-") || k.startsWith("aria-") || k === "role" || k === "tabindex" || k === "type" || k === "title" || k === "colspan") node.setAttribute(k, v === true ? "" : String(v));
     else node[k] = v;
   }
   for (const c of children) if (c !== null && c !== undefined) node.append(c);
@@ -85,6 +85,51 @@ function el(tag, attrs = {}, ...children) {
 
 function badge(cls, text) {
   return el("span", { class: `badge ${cls}`, text });
+}
+
+/** Makes `old` look like `fresh` while keeping every unchanged child node
+ *  (so a focused button or an open disclosure survives an update). */
+function patch(old, fresh) {
+  for (const a of [...old.attributes]) if (!fresh.hasAttribute(a.name)) old.removeAttribute(a.name);
+  for (const a of [...fresh.attributes]) if (old.getAttribute(a.name) !== a.value) old.setAttribute(a.name, a.value);
+  const now = [...old.childNodes];
+  const want = [...fresh.childNodes];
+  if (now.length !== want.length || now.some((n, i) => n.nodeType !== want[i].nodeType || n.nodeName !== want[i].nodeName)) {
+    old.replaceChildren(...want);
+    return;
+  }
+  want.forEach((w, i) => {
+    const n = now[i];
+    if (w.nodeType !== Node.ELEMENT_NODE) {
+      if (n.textContent !== w.textContent) n.textContent = w.textContent;
+      return;
+    }
+    const open = n.querySelector && n.querySelector("details[open]");
+    if (open && w.querySelector("details")) w.querySelector("details").open = true;
+    if (n.outerHTML !== w.outerHTML) patch(n, w);
+  });
+}
+
+/** Shows `rows` (elements carrying `key` as an attribute) in `container`
+ *  in that order, patching the rows already there, removing the others;
+ *  `empty` is shown when there are none. */
+function syncRows(container, key, rows, empty) {
+  const existing = new Map();
+  for (const child of [...container.children]) {
+    const k = child.getAttribute(key);
+    if (k === null) child.remove();
+    else existing.set(k, child);
+  }
+  const wanted = new Set(rows.map((r) => r.getAttribute(key)));
+  for (const [k, child] of existing) if (!wanted.has(k)) child.remove();
+  rows.forEach((row, i) => {
+    const k = row.getAttribute(key);
+    let node = existing.get(k);
+    if (node) patch(node, row);
+    else node = row;
+    if (container.children[i] !== node) container.insertBefore(node, container.children[i] || null);
+  });
+  if (!rows.length && empty) container.append(empty);
 }
 
 function bytes(n) {
@@ -216,9 +261,7 @@ function renderPlugins() {
   const body = $("#plugins tbody");
   const admin = document.body.dataset.role === "admin";
   const rows = [...state.plugins.values()].sort((a, b) => a.name.localeCompare(b.name));
-  const seen = new Set();
-  for (const p of rows) {
-    seen.add(p.name);
+  const rendered = rows.map((p) => {
     const error = p.last_error
       ? el("details", {}, el("summary", { text: p.last_error }), (p.stderr || []).length ? el("pre", { text: p.stderr.join("\n") }) : null)
       : (p.stderr || []).length
@@ -249,20 +292,9 @@ function renderPlugins() {
     el("td", { class: "num", text: bytes(p.memory_bytes) }),
     el("td", { class: "error" }, error),
     actions);
-    const old = body.querySelector(`tr[data-plugin="${CSS.escape(p.name)}"]`);
-    if (old) {
-      // Keep an open error disclosure open across updates.
-      const wasOpen = old.querySelector("details[open]");
-      if (wasOpen && row.querySelector("details")) row.querySelector("details").open = true;
-      old.replaceWith(row);
-    } else {
-      body.append(row);
-    }
-  }
-  for (const tr of [...body.querySelectorAll("tr[data-plugin]")]) if (!seen.has(tr.dataset.plugin)) tr.remove();
-  const sorted = [...body.querySelectorAll("tr[data-plugin]")].sort((a, b) => a.dataset.plugin.localeCompare(b.dataset.plugin));
-  for (const tr of sorted) body.append(tr);
-  if (!rows.length) body.replaceChildren(el("tr", {}, el("td", { colspan: 12, text: "no plugins loaded" })));
+    return row;
+  });
+  syncRows(body, "data-plugin", rendered, el("tr", {}, el("td", { colspan: 12, text: "no plugins loaded" })));
 }
 
 async function pluginAction(event) {
@@ -344,9 +376,10 @@ function subscriptionHealth(p) {
 function renderSubs() {
   const body = $("#subscriptions tbody");
   const rows = [...state.subs.values()].sort((a, b) => `${a.store}/${a.name}`.localeCompare(`${b.store}/${b.name}`));
-  body.replaceChildren(...rows.map((s) => {
+  syncRows(body, "data-key", rows.map((s) => {
     const breaker = s.breaker || "closed";
     return el("tr", {
+      "data-key": `${s.store}/${s.name}`,
       "data-subscription": s.name,
       "data-store": s.store,
       "data-status": s.status,
@@ -362,21 +395,19 @@ function renderSubs() {
     el("td", { class: "num", text: s.queue_depth === undefined || s.queue_depth === null ? "–" : String(s.queue_depth) }),
     el("td", { class: "num", text: s.dropped === undefined || s.dropped === null ? "–" : String(s.dropped) }),
     el("td", { class: "error", text: s.last_error || "" }));
-  }));
-  if (!rows.length) body.append(el("tr", {}, el("td", { colspan: 9, text: "no subscriptions yet" })));
+  }), el("tr", {}, el("td", { colspan: 9, text: "no subscriptions yet" })));
 }
 
 async function refreshEmitters() {
   const { emitters } = await api("/v1/emitters");
   const body = $("#emitters tbody");
-  body.replaceChildren(...emitters.map((e) => el("tr", { "data-emitter": e.id, "data-paused": e.paused },
+  syncRows(body, "data-emitter", emitters.map((e) => el("tr", { "data-emitter": e.id, "data-paused": e.paused },
     el("td", { text: e.store }),
     el("td", { text: e.selector }),
     el("td", { text: e.subscriber }),
     el("td", { class: "num", text: String(e.position) }),
     el("td", { class: "num", text: String(e.lag) }),
-    el("td", {}, badge(e.paused ? "state" : "state", e.paused ? "paused" : "running")))));
-  if (!emitters.length) body.append(el("tr", {}, el("td", { colspan: 6, text: "no emitters" })));
+    el("td", {}, badge("state", e.paused ? "paused" : "running")))), el("tr", {}, el("td", { colspan: 6, text: "no emitters" })));
 }
 
 // ---------------------------------------------------------------- metrics
@@ -448,7 +479,7 @@ function renderAlerts() {
   const alerts = [...state.alerts.values()].sort((a, b) => Date.parse(b.raised_at) - Date.parse(a.raised_at));
   const open = alerts.filter((a) => !a.acknowledged).length;
   $("#alerts-open").textContent = `${open} open of ${alerts.length}`;
-  list.replaceChildren(...alerts.map((a) => {
+  syncRows(list, "data-alert-id", alerts.map((a) => {
     const acked = Boolean(a.acknowledged);
     const meta = [a.severity, a.category, a.source, a.level ? `escalated to ${a.level}` : "not escalated",
       acked ? `acknowledged by ${a.acknowledged.by}` : a.requires_ack ? "needs an ack" : null].filter(Boolean).join(" · ");
@@ -462,8 +493,7 @@ function renderAlerts() {
     !acked && canAck() ? el("button", { type: "button", class: "ack", "data-alert": a.alert_id, "aria-label": `Acknowledge ${a.title}`, text: "Ack" }) : null,
     el("span", { class: "meta" }, `${meta} · `, el("span", { class: "age", text: "" })),
     a.description ? el("span", { class: "meta", text: a.description }) : null);
-  }));
-  if (!alerts.length) list.append(el("li", { class: "empty", text: "no alerts" }));
+  }), el("li", { class: "empty", text: "no alerts" }));
   tickClock();
 }
 
