@@ -131,6 +131,39 @@ async fn append_embedded(host: &Host, events: usize) -> f64 {
     (per * CLIENTS * BATCH) as f64 / start.elapsed().as_secs_f64()
 }
 
+/// The same appends straight into the store (`Store::append` on the
+/// blocking pool, no announcements, no `DataChange`, no metrics): what the
+/// host adds to an append is the gap between this and
+/// [`append_embedded`]; events/s.
+async fn append_bare(host: &Host, events: usize) -> f64 {
+    let per = events / CLIENTS / BATCH;
+    let store = host.stores().get("default").unwrap();
+    let start = Instant::now();
+    let tasks: Vec<_> = (0..CLIENTS)
+        .map(|c| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                for b in 0..per {
+                    let batch: Vec<NewEvent> = (0..BATCH)
+                        .map(|i| NewEvent::json("OrderPlaced", event(b * BATCH + i)))
+                        .collect();
+                    let stream = format!("bare-{c}-{}", b % 25);
+                    let s = store.clone();
+                    tokio::task::spawn_blocking(move || {
+                        s.append(&stream, ExpectedVersion::Any, batch).unwrap()
+                    })
+                    .await
+                    .unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    (per * CLIENTS * BATCH) as f64 / start.elapsed().as_secs_f64()
+}
+
 /// Appends over HTTP: `CLIENTS` keep-alive clients; events/s.
 fn append_http(base: &str, events: usize, round: usize) -> f64 {
     let per = events / CLIENTS / BATCH;
@@ -394,11 +427,12 @@ fn main() {
         for busy in [false, true] {
             let _spin = busy.then(Busy::start);
             let label = if busy { " (one core busy)" } else { "" };
-            let (mut http, mut emb, mut pub_http, mut pub_native) =
-                (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+            let (mut http, mut emb, mut bare, mut pub_http, mut pub_native) =
+                (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
             for round in 0..ROUNDS {
                 let r = round + if busy { 10 } else { 0 };
                 emb.push(append_embedded(&host, events).await);
+                bare.push(append_bare(&host, events).await);
                 let b = base.clone();
                 http.push(
                     tokio::task::spawn_blocking(move || append_http(&b, events, r))
@@ -413,7 +447,14 @@ fn main() {
                 median(http),
                 "events/s",
                 "embedded append, batch 100",
+                median(emb.clone()),
+            );
+            line(
+                &format!("embedded append, batch 100{label}"),
                 median(emb),
+                "events/s",
+                "bare store append, batch 100",
+                median(bare),
             );
             line(
                 &format!("publish over HTTP, batch 100{label}"),

@@ -133,6 +133,11 @@ where
                 "invalid body: the body must be a JSON object",
             ));
         }
+        // The common case, a good body, is parsed once at full speed; only a
+        // refused one is parsed again, tracking the path to the fault.
+        if let Ok(value) = serde_json::from_slice(&bytes) {
+            return Ok(JsonBody(value));
+        }
         let de = &mut serde_json::Deserializer::from_slice(&bytes);
         let value = serde_path_to_error::deserialize(&mut *de).map_err(|e| {
             let path = e.path().to_string();
