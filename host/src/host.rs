@@ -18,11 +18,11 @@ use std::time::Duration;
 use crate::bus::{Bus, BusError};
 use crate::config::{Config, ConsoleFormat};
 use crate::emitter::{Emitters, Start, Stores, SubscriptionSpec, Target};
-use crate::health::{Announcer, Reporter};
-use crate::integration::Integration;
+use crate::health::{Announcer, ComponentReport, Reporter, StoreTrackers};
+use crate::integration::{topics, Integration};
 use crate::messages::alerts::{AlertCategory, Severity};
 use crate::messages::system::LifecycleEvent;
-use crate::metrics::Publisher;
+use crate::metrics::{Publisher, StoreCollectors};
 use crate::runtime::{Manifest, PluginError, Plugins, Runtime};
 
 pub use crate::messages::system::SYSTEM_NAME;
@@ -111,7 +111,10 @@ impl Host {
         );
         // Subscribed before any plugin loads, so no lifecycle event is missed.
         let lifecycle = bus.subscriber("store-subscription-reconciler")?;
-        lifecycle.subscribe(crate::bus::Channel::Lifecycle, "process_lifecycle:>")?;
+        lifecycle.subscribe(
+            crate::bus::Channel::Lifecycle,
+            &topics::process_lifecycle(">"),
+        )?;
         let mut tasks = vec![tokio::spawn(reconcile_store_subscriptions(
             lifecycle,
             Arc::clone(&plugins),
@@ -137,10 +140,12 @@ impl Host {
             Err(_) => None,
         };
         if config.health_monitoring.enabled {
+            // The reporter reads the stores' trackers and the plugins'
+            // health through the traits `health` defines.
             let reporter = Reporter {
-                stores: Arc::clone(&stores),
+                stores: Arc::clone(&stores) as Arc<dyn StoreTrackers>,
                 bus: bus.clone(),
-                plugins: Arc::clone(&plugins),
+                components: vec![Arc::clone(&plugins) as Arc<dyn ComponentReport>],
                 disk_path: std::env::current_dir().unwrap_or_else(|_| "/".into()),
             };
             tasks.push(tokio::spawn(reporter.run(Duration::from_millis(
@@ -149,7 +154,11 @@ impl Host {
         }
         if config.metrics.enabled {
             let logs = crate::logging::installed().map(|l| Arc::clone(l.bridge.stats()));
-            let publisher = Publisher::new(Arc::clone(&stores), bus.clone(), logs);
+            let publisher = Publisher::new(
+                Arc::clone(&stores) as Arc<dyn StoreCollectors>,
+                bus.clone(),
+                logs,
+            );
             let every = Duration::from_millis(config.metrics.interval_ms);
             tasks.push(tokio::spawn(publisher.run(every)));
         }
@@ -157,12 +166,15 @@ impl Host {
             // `SUBSCRIBED to health/metrics events` once something does.
             let announcer = Announcer::new(
                 bus.clone(),
-                Arc::clone(&stores),
+                Arc::clone(&stores) as Arc<dyn StoreTrackers>,
                 config.health_monitoring.enabled,
                 config.metrics.enabled,
             );
             let starts = bus.subscriber("subscription-announcer")?;
-            starts.subscribe(crate::bus::Channel::Lifecycle, "process_lifecycle:>")?;
+            starts.subscribe(
+                crate::bus::Channel::Lifecycle,
+                &topics::process_lifecycle(">"),
+            )?;
             let every = Duration::from_millis(config.health_monitoring.check_interval.min(1000));
             tasks.push(tokio::spawn(announcer.run(starts, every)));
         }
@@ -462,7 +474,7 @@ fn announce_node(bus: &Bus, event: crate::messages::lifecycle::NodeEvent) {
         event,
         reason: None,
     };
-    let topic = crate::integration::topics::node_lifecycle(bus.node());
+    let topic = topics::node_lifecycle(bus.node());
     if let Err(e) = bus.publish_typed_now(&topic, &payload) {
         tracing::error!(class = "failure", "NodeLifecycle not published: {e}");
     }
@@ -508,7 +520,7 @@ fn announce_config(bus: &Bus, config: &Config) {
         previous_config: serde_json::Map::new(),
         changed_by: "system".to_owned(),
     };
-    let topic = crate::integration::topics::system_config(SYSTEM_NAME);
+    let topic = topics::system_config(SYSTEM_NAME);
     if let Err(e) = bus.publish_typed_now(&topic, &payload) {
         tracing::error!(class = "failure", "SystemConfig not published: {e}");
     }

@@ -200,7 +200,7 @@ fn stream_query(query: Option<&str>) -> Result<(Vec<String>, View), ApiError> {
 /// The text of one message in `view`.
 fn message_text(env: &Envelope, view: View) -> String {
     match view {
-        View::Envelope => serde_json::to_string(env).unwrap_or_default(),
+        View::Envelope => env.json_text().to_owned(),
         View::Console => {
             let (class, line) = crate::logging::lines::message(env);
             json!({ "line": line, "class": class.as_str(), "envelope": env }).to_string()

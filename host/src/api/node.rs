@@ -15,7 +15,7 @@ use super::auth::{Need, Principal};
 use super::error::ApiError;
 use super::ApiState;
 use crate::health::node::{node_health, read_figures, CpuSampler, Thresholds};
-use crate::health::Reporter;
+use crate::health::{ComponentReport, Reporter, StoreTrackers};
 
 /// When the node started and its CPU sampler (each answer gives the CPU
 /// used since the previous one).
@@ -52,9 +52,9 @@ pub async fn node(
 ) -> Result<Json<Value>, ApiError> {
     state.require(&who, &Need::Read, "the node")?;
     let reporter = Reporter {
-        stores: Arc::clone(&state.stores),
+        stores: Arc::clone(&state.stores) as Arc<dyn StoreTrackers>,
         bus: state.bus.clone(),
-        plugins: Arc::clone(&state.plugins),
+        components: vec![Arc::clone(&state.plugins) as Arc<dyn ComponentReport>],
         disk_path: state.stores.data_dir().to_owned(),
     };
     let figures = read_figures(&reporter.disk_path).map_err(|e| {

@@ -313,3 +313,25 @@ impl Stores {
         }
     }
 }
+
+/// The stores' health trackers, for the health reporter and announcer.
+impl crate::health::StoreTrackers for Stores {
+    fn trackers(&self) -> Vec<Arc<HealthTracker>> {
+        self.monitors().into_iter().map(|m| m.health).collect()
+    }
+
+    fn open_stores(&self) -> Vec<Store> {
+        self.open.lock().values().cloned().collect()
+    }
+}
+
+/// The stores' metrics collectors, for the metrics publisher.
+impl crate::metrics::StoreCollectors for Stores {
+    fn collectors(&self) -> Vec<Arc<MetricsCollector>> {
+        self.monitors().into_iter().map(|m| m.metrics).collect()
+    }
+
+    fn disk_bytes(&self) -> u64 {
+        Stores::disk_bytes(self)
+    }
+}

@@ -18,8 +18,9 @@ use std::time::Duration;
 
 use parking_lot::Mutex;
 
+use super::sources::StoreTrackers;
 use crate::bus::{Bus, Channel, Pattern, Segment, Subscriber, SubscriberId};
-use crate::emitter::Stores;
+use crate::integration::topics;
 use crate::logging::format;
 
 /// Which of a store's event families a subscriber subscribed to.
@@ -73,13 +74,12 @@ pub fn receives(channel: Channel, pattern: &str, store: &str, family: Family) ->
     };
     match (family, channel) {
         (Family::Health, Channel::Health) => {
-            p.matches(&format!("store_health:{store}"))
-                || p.matches(&format!("health_summary:{store}"))
-                || matches_under(&p, &["subscription_health", store])
+            p.matches(&topics::store_health(store))
+                || p.matches(&topics::health_summary(store))
+                || matches_under(&p, &[topics::SUBSCRIPTION_HEALTH, store])
         }
         (Family::Metrics, Channel::Metrics) => {
-            p.matches(&format!("store_metrics:{store}"))
-                || p.matches(&format!("metrics_summary:{store}"))
+            p.matches(&topics::store_metrics(store)) || p.matches(&topics::metrics_summary(store))
         }
         _ => false,
     }
@@ -87,18 +87,26 @@ pub fn receives(channel: Channel, pattern: &str, store: &str, family: Family) ->
 
 /// Announces subscriptions to the stores' health and metrics topics, once
 /// each.
-#[derive(Debug)]
 pub struct Announcer {
     bus: Bus,
-    stores: Arc<Stores>,
+    stores: Arc<dyn StoreTrackers>,
     families: Vec<Family>,
     seen: Mutex<BTreeSet<(SubscriberId, String, Family)>>,
+}
+
+impl std::fmt::Debug for Announcer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Announcer")
+            .field("families", &self.families)
+            .field("seen", &self.seen.lock().len())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Announcer {
     /// An announcer for the families that are on (`health`: health
     /// monitoring enabled; `metrics`: metrics enabled).
-    pub fn new(bus: Bus, stores: Arc<Stores>, health: bool, metrics: bool) -> Announcer {
+    pub fn new(bus: Bus, stores: Arc<dyn StoreTrackers>, health: bool, metrics: bool) -> Announcer {
         let mut families = Vec::new();
         if health {
             families.push(Family::Health);
@@ -121,9 +129,9 @@ impl Announcer {
         let stats = self.bus.stats();
         let mut stores: Vec<String> = self
             .stores
-            .monitors()
+            .trackers()
             .iter()
-            .map(|m| m.health.store().to_owned())
+            .map(|t| t.store().to_owned())
             .collect();
         stores.dedup();
         let mut seen = self.seen.lock();
@@ -184,7 +192,20 @@ impl Announcer {
 mod tests {
     use super::*;
     use crate::bus::BusConfig;
-    use crate::store::Durability;
+    use crate::health::{HealthMonitoring, HealthTracker};
+
+    /// Stores known only by their trackers.
+    struct Trackers(Vec<Arc<HealthTracker>>);
+
+    impl StoreTrackers for Trackers {
+        fn trackers(&self) -> Vec<Arc<HealthTracker>> {
+            self.0.clone()
+        }
+
+        fn open_stores(&self) -> Vec<crate::store::Store> {
+            Vec::new()
+        }
+    }
 
     #[test]
     fn patterns_that_receive_a_stores_events() {
@@ -219,11 +240,10 @@ mod tests {
 
     #[tokio::test]
     async fn announces_a_subscription_once_and_only_once_it_exists() {
-        let dir = tempfile::tempdir().unwrap();
         let bus = Bus::new(BusConfig::default());
-        let stores = Stores::new(dir.path(), Durability::Relaxed, bus.clone());
-        stores.get("default").unwrap();
-        stores.get("other").unwrap();
+        let tracker = |store| HealthTracker::new(store, HealthMonitoring::default(), bus.clone());
+        let stores: Arc<dyn StoreTrackers> =
+            Arc::new(Trackers(vec![tracker("default"), tracker("other")]));
         let announcer = Announcer::new(bus.clone(), Arc::clone(&stores), true, true);
         // Other subscribers, even on the same channels, are not announced.
         let unrelated = bus.subscriber("unrelated").unwrap();

@@ -1,38 +1,51 @@
 //! The periodic health report, every `check_interval`: each store's
 //! subscription summary (`health_summary:<store>`), this node's
 //! `NodeHealth` (`node_health:<node>`) with real load, memory and disk
-//! figures, and a `ComponentHealth` for the bus, the plugin runtime and the
-//! stores.
+//! figures, and a `ComponentHealth` for the bus, the components it is given
+//! (the plugin runtime, in the host) and the stores.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use serde_json::{Map, Value};
+
 use super::node::{node_health, read_figures, Thresholds};
+use super::sources::{ComponentReport, StoreTrackers};
 use crate::bus::Bus;
-use crate::emitter::Stores;
-use crate::integration::Integration;
+use crate::integration::{send_now, topics, Integration};
 use crate::messages::health::HealthStatus;
-use crate::runtime::{PluginRunState, Plugins};
 
 /// What the reporter looks at.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Reporter {
     /// The stores, each with its tracker.
-    pub stores: Arc<Stores>,
+    pub stores: Arc<dyn StoreTrackers>,
     /// The bus.
     pub bus: Bus,
-    /// The plugins, for the runtime's component health.
-    pub plugins: Arc<Plugins>,
+    /// The components reported between the bus and the stores, in order
+    /// (in the host: the plugin runtime).
+    pub components: Vec<Arc<dyn ComponentReport>>,
     /// The path whose file system's usage is reported as disk usage.
     pub disk_path: PathBuf,
+}
+
+impl std::fmt::Debug for Reporter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let components: Vec<&str> = self.components.iter().map(|c| c.component()).collect();
+        f.debug_struct("Reporter")
+            .field("bus", &self.bus)
+            .field("components", &components)
+            .field("disk_path", &self.disk_path)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Reporter {
     /// Publishes one full report.
     pub async fn report(&self) {
-        for m in self.stores.monitors() {
-            m.health.publish_summary();
+        for tracker in self.stores.trackers() {
+            tracker.publish_summary();
         }
         let helpers = Integration::new(self.bus.clone());
         let started = std::time::Instant::now();
@@ -42,11 +55,11 @@ impl Reporter {
             started.elapsed(),
             figures.as_ref().map(drop).map_err(ToString::to_string),
         );
-        for id in self.stores.ids() {
+        for store in self.stores.open_stores() {
             let started = std::time::Instant::now();
-            let head = self.stores.get(&id).and_then(|s| s.head_position());
+            let head = store.head_position();
             self.check(
-                &format!("store:{id}"),
+                &format!("store:{}", store.id()),
                 started.elapsed(),
                 head.map(drop).map_err(|e| e.to_string()),
             );
@@ -79,26 +92,18 @@ impl Reporter {
             check_name: name.to_owned(),
             result,
             duration_ms: u64::try_from(took.as_millis()).unwrap_or(u64::MAX),
-            details: serde_json::Map::new(),
+            details: Map::new(),
             error,
         };
-        let topic = crate::integration::topics::health_check(name);
-        if let Err(e) = self.bus.publish_typed_now(&topic, &check) {
-            tracing::warn!("HealthCheck {name} not published: {e}");
-        }
+        send_now(&self.bus, &topics::health_check(name), &check);
     }
 
-    /// The `ComponentHealth` of the bus, the plugin runtime and the stores,
-    /// as of now: (component, status, details).
-    pub fn components(
-        &self,
-    ) -> Vec<(
-        &'static str,
-        HealthStatus,
-        serde_json::Map<String, serde_json::Value>,
-    )> {
+    /// The `ComponentHealth` of the bus, of each of the reporter's
+    /// `components` (in order) and of the stores, as of now: (component,
+    /// status, details).
+    pub fn components(&self) -> Vec<(&str, HealthStatus, Map<String, Value>)> {
         let stats = self.bus.stats();
-        let mut bus = serde_json::Map::new();
+        let mut bus = Map::new();
         bus.insert("subscribers".into(), stats.len().into());
         bus.insert(
             "dropped".into(),
@@ -111,33 +116,19 @@ impl Reporter {
         } else {
             HealthStatus::Healthy
         };
-
-        let plugins = self.plugins.list();
-        let restarting = plugins
-            .iter()
-            .filter(|p| matches!(p.state, PluginRunState::Restarting | PluginRunState::Parked))
-            .count();
-        let mut rt = serde_json::Map::new();
-        rt.insert("plugins".into(), plugins.len().into());
-        rt.insert("restarting".into(), restarting.into());
-        let rt_status = if restarting > 0 {
-            HealthStatus::Degraded
-        } else {
-            HealthStatus::Healthy
-        };
+        let mut all = vec![("bus", bus_status, bus)];
+        for c in &self.components {
+            let (status, details) = c.component_health();
+            all.push((c.component(), status, details));
+        }
 
         // `stores`: per store, its subscriptions and failed ones;
         // `subscriptions` and `failed_subscriptions`: totals over all stores.
-        let summaries: Vec<_> = self
-            .stores
-            .monitors()
-            .iter()
-            .map(|m| m.health.summary())
-            .collect();
-        let mut store = serde_json::Map::new();
-        let mut per_store = serde_json::Map::new();
+        let summaries: Vec<_> = self.stores.trackers().iter().map(|t| t.summary()).collect();
+        let mut store = Map::new();
+        let mut per_store = Map::new();
         for s in &summaries {
-            let mut one = serde_json::Map::new();
+            let mut one = Map::new();
             one.insert("subscriptions".into(), s.total.into());
             one.insert("failed_subscriptions".into(), s.failed.into());
             per_store.insert(s.store.clone(), one.into());
@@ -152,11 +143,8 @@ impl Reporter {
         } else {
             HealthStatus::Healthy
         };
-        vec![
-            ("bus", bus_status, bus),
-            ("runtime", rt_status, rt),
-            ("store", store_status, store),
-        ]
+        all.push(("store", store_status, store));
+        all
     }
 
     /// Reports every `interval` until the task is aborted.

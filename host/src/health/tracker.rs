@@ -22,6 +22,7 @@ use parking_lot::Mutex;
 use super::breaker::{Breaker, Gate, Transition};
 use super::HealthMonitoring;
 use crate::bus::Bus;
+use crate::integration::{send_now, send_now_with, topics, Correlation};
 use crate::logging::format;
 use crate::messages::tracking::{
     BreakerState, HealthEventType, HealthSummary, SubscriptionHealth, SubscriptionStatus,
@@ -305,7 +306,7 @@ impl HealthTracker {
             "{}",
             format::health_summary(&self.store, summary.healthy, summary.total)
         );
-        self.send(&format!("health_summary:{}", self.store), &summary);
+        send_now(&self.bus, &topics::health_summary(&self.store), &summary);
         summary
     }
 
@@ -340,11 +341,23 @@ impl HealthTracker {
             "{}",
             format::health_event(&s.name, event.as_str(), &meta)
         );
-        self.send_caused(&format!("store_health:{}", self.store), &payload, cause);
-        self.send_caused(
-            &format!("subscription_health:{}:{}", self.store, s.name),
+        // Caused by `cause`: its id as causation id, its correlation id (if
+        // any) as correlation id.
+        let ids = Correlation {
+            correlation_id: cause.and_then(|c| c.correlation_id.clone()),
+            causation_id: cause.map(|c| c.id.to_string()),
+        };
+        send_now_with(
+            &self.bus,
+            &topics::store_health(&self.store),
             &payload,
-            cause,
+            &ids,
+        );
+        send_now_with(
+            &self.bus,
+            &topics::subscription_health(&self.store, &s.name),
+            &payload,
+            &ids,
         );
     }
 
@@ -370,31 +383,6 @@ impl HealthTracker {
             tracing::info!(class = "health", "{line}");
         } else {
             tracing::warn!(class = "failure", "{line}");
-        }
-    }
-
-    fn send<K: crate::messages::MessageKind>(&self, topic: &str, payload: &K) {
-        self.send_caused(topic, payload, None);
-    }
-
-    fn send_caused<K: crate::messages::MessageKind>(
-        &self,
-        topic: &str,
-        payload: &K,
-        cause: Option<&crate::messages::Envelope>,
-    ) {
-        let result = match cause {
-            None => self.bus.publish_typed_now(topic, payload).map(drop),
-            Some(c) => crate::messages::Envelope::typed(topic, payload, self.bus.node())
-                .map_err(crate::bus::BusError::from)
-                .and_then(|env| {
-                    let mut env = env.with_causation_id(c.id.to_string());
-                    env.correlation_id.clone_from(&c.correlation_id);
-                    self.bus.publish_now(env).map(drop)
-                }),
-        };
-        if let Err(e) = result {
-            tracing::warn!("{} not published on {topic}: {e}", K::KIND);
         }
     }
 }

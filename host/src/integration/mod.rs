@@ -48,6 +48,12 @@
 //! # }
 //! ```
 //!
+//! # Synchronous reporters
+//! The host's own reporters, which must neither wait nor fail (the health
+//! tracker and reporter, the metrics collector and publisher), publish with
+//! [`send_now`] and [`send_now_with`] (ids from a [`Correlation`]): never
+//! waiting, and logging a warning instead of returning an error.
+//!
 //! # Errors
 //! Every helper fails as [`Bus::publish`] does: an invalid topic (a name that
 //! is empty or holds whitespace), an invalid payload, or
@@ -157,6 +163,25 @@ impl Correlation {
             env.causation_id = Some(id.clone());
         }
         env
+    }
+}
+
+/// Publishes `payload` on its kind's channel under `topic` without ever
+/// waiting (as [`Bus::publish_typed_now`]); a failure is logged as a warning,
+/// `<Kind> not published on <topic>: <error>`, not returned. For the host's
+/// own synchronous reporters (the health tracker and reporter, the metrics
+/// collector and publisher), which must neither wait nor fail.
+pub fn send_now<K: MessageKind>(bus: &Bus, topic: &str, payload: &K) {
+    send_now_with(bus, topic, payload, &Correlation::default());
+}
+
+/// [`send_now`] of an envelope stamped with `ids` (only the ids set in it).
+pub fn send_now_with<K: MessageKind>(bus: &Bus, topic: &str, payload: &K, ids: &Correlation) {
+    let sent = Envelope::typed(topic, payload, bus.node())
+        .map_err(BusError::from)
+        .and_then(|env| bus.publish_now(ids.stamp(env)));
+    if let Err(e) = sent {
+        tracing::warn!("{} not published on {topic}: {e}", K::KIND);
     }
 }
 

@@ -1,5 +1,14 @@
-//! The topics the helpers of [`Integration`](super::Integration) publish on,
-//! in one place, so that subscribers and tests use the same names.
+//! Every topic name the host publishes on, in one place, so that
+//! publishers, subscribers and tests use the same names.
+//!
+//! `integration` sits in layer 3 (see `docs/architecture.md`), below
+//! `store`, `logging`, `health` and `metrics`, so the host's own reporters
+//! build their topics here as the helpers of
+//! [`Integration`](super::Integration) do, never by hand. (The `events`
+//! channel's `<store>:<stream>` topics are the stores' own, built where
+//! appends are announced.)
+//!
+//! The helpers' topics:
 //!
 //! | helper | kind(s) | topic |
 //! |--------|---------|-------|
@@ -25,6 +34,18 @@
 //! | `broadcast_log` | `LogEntry` | `log:<level>` |
 //! | `broadcast_log_summary` | `LogSummary` | `log_summary` |
 //! | `broadcast_log_rotation` | `LogRotation` | `log_rotation:<log_type>` |
+//!
+//! The host's own reporters' topics:
+//!
+//! | publisher | kind(s) | topic |
+//! |-----------|---------|-------|
+//! | health tracker | `SubscriptionHealth` | `store_health:<store>`, `subscription_health:<store>:<subscription>` |
+//! | health tracker | `HealthSummary` | `health_summary:<store>` |
+//! | health reporter | `HealthCheck`, `ComponentHealth`, `NodeHealth` | `health_check:<check>`, `component_health:<component>`, `node_health:<node>` |
+//! | metrics collector | `ThroughputMetric`, `LatencyMetric`, `PerformanceMetric` | `store_metrics:<store>` |
+//! | metrics collector | `MetricsSummary` | `metrics_summary:<store>` |
+//! | metrics publisher | `PerformanceAnalysis`, `ResourceUsage`, `LogSummary` | `performance_analysis:<component>`, `resource_usage:<component>`, `log_summary`, `log_summary:<module>` |
+//! | log bridge | `LogEntry` | `log:<level>` |
 //!
 //! Each builder inserts its argument verbatim: an argument holding `:` adds
 //! segments, and an empty one or one holding whitespace makes the topic
@@ -72,6 +93,30 @@ pub fn health_check(check_name: &str) -> String {
     format!("health_check:{check_name}")
 }
 
+/// `store_health:<store>`: every [`SubscriptionHealth`] event of a store's
+/// subscriptions.
+///
+/// [`SubscriptionHealth`]: crate::messages::tracking::SubscriptionHealth
+pub fn store_health(store: &str) -> String {
+    format!("store_health:{store}")
+}
+
+/// The first segment of [`subscription_health`]'s topics.
+pub const SUBSCRIPTION_HEALTH: &str = "subscription_health";
+
+/// `subscription_health:<store>:<subscription>`: the [`SubscriptionHealth`]
+/// events of one subscription.
+///
+/// [`SubscriptionHealth`]: crate::messages::tracking::SubscriptionHealth
+pub fn subscription_health(store: &str, subscription: &str) -> String {
+    format!("{SUBSCRIPTION_HEALTH}:{store}:{subscription}")
+}
+
+/// `health_summary:<store>`: a store's [`HealthSummary`](crate::messages::tracking::HealthSummary).
+pub fn health_summary(store: &str) -> String {
+    format!("health_summary:{store}")
+}
+
 // ---- metrics ----------------------------------------------------------------
 
 /// `component_metrics:<component>`: the [`PerformanceMetric`]s and
@@ -89,6 +134,11 @@ pub fn component_metrics(component: &str) -> String {
 /// [`LatencyMetric`]: crate::messages::metrics::LatencyMetric
 pub fn store_metrics(store: &str) -> String {
     format!("store_metrics:{store}")
+}
+
+/// `metrics_summary:<store>`: a store's [`MetricsSummary`](crate::messages::tracking::MetricsSummary).
+pub fn metrics_summary(store: &str) -> String {
+    format!("metrics_summary:{store}")
 }
 
 /// `resource_usage:<component>`: [`ResourceUsage`](crate::messages::metrics::ResourceUsage).
@@ -217,6 +267,10 @@ mod tests {
             auth(AuthEventType::LoginFailure),
             log(LogLevel::Warning),
             CLUSTER_HEALTH.to_owned(),
+            store_health("default"),
+            subscription_health("default", "projector"),
+            health_summary("default"),
+            metrics_summary("default"),
         ];
         for topic in &all {
             validate_topic(topic).unwrap();
@@ -225,5 +279,9 @@ mod tests {
         assert_eq!(all[3], "audit:data_change:stream");
         assert_eq!(all[4], "auth:login_failure");
         assert_eq!(all[5], "log:warning");
+        assert_eq!(all[7], "store_health:default");
+        assert_eq!(all[8], "subscription_health:default:projector");
+        assert_eq!(all[9], "health_summary:default");
+        assert_eq!(all[10], "metrics_summary:default");
     }
 }

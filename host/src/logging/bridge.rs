@@ -1,4 +1,5 @@
-//! Publishes every log record as a `LogEntry` on the `logging` channel.
+//! Publishes every log record as a `LogEntry` on the `logging` channel,
+//! topic `log:<level>` ([`topics::log`](crate::integration::topics::log)).
 //!
 //! Loops are impossible: while the bridge publishes, any record emitted on
 //! the same thread (by the bus, or by a subscriber reacting synchronously)
@@ -77,7 +78,7 @@ impl BridgeHandle {
         };
         BRIDGING.with(|b| b.set(true));
         let entry = super::to_log_entry(level, target, rec);
-        let topic = format!("log:{}", level.as_str());
+        let topic = crate::integration::topics::log(level);
         let payload = serde_json::to_value(&entry).unwrap_or_default();
         let env = Envelope::new(Channel::Logging, topic, "LogEntry", payload, bus.node());
         if bus.publish_now(env).is_err() {

@@ -49,6 +49,33 @@ pub struct Envelope {
     /// [`Envelope::payload_text`]). Serialised as JSON.
     #[serde(with = "payload_json")]
     payload: Payload,
+    /// The envelope's JSON text, made on the first [`Envelope::json_text`]
+    /// and kept, so a message sent to many clients is serialised once.
+    #[serde(skip)]
+    text: TextCache,
+}
+
+/// The cached JSON text of an envelope. A clone starts empty (the clone
+/// may be changed), and it takes no part in equality.
+#[derive(Default)]
+struct TextCache(OnceLock<String>);
+
+impl Clone for TextCache {
+    fn clone(&self) -> Self {
+        TextCache::default()
+    }
+}
+
+impl PartialEq for TextCache {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl std::fmt::Debug for TextCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("..")
+    }
 }
 
 fn is_zero(n: &u32) -> bool {
@@ -190,6 +217,7 @@ impl Envelope {
                 text,
                 parsed: OnceLock::new(),
             },
+            text: TextCache::default(),
         }
     }
 
@@ -215,6 +243,17 @@ impl Envelope {
             node,
             K::SCHEMA,
         ))
+    }
+
+    /// The envelope as JSON text (what `serde_json::to_string` gives),
+    /// made on the first call and kept: a message the gateway streams to
+    /// many clients is serialised once. Set its fields before the first
+    /// call — a published envelope is shared and never changed, and a
+    /// clone starts without the text.
+    pub fn json_text(&self) -> &str {
+        self.text
+            .0
+            .get_or_init(|| serde_json::to_string(self).unwrap_or_default())
     }
 
     /// Sets the correlation id.
@@ -333,6 +372,30 @@ mod tests {
     use super::*;
     use crate::messages::system::{LifecycleEvent, SystemLifecycle};
     use crate::messages::SCHEMA_VERSION;
+
+    #[test]
+    fn the_json_text_is_made_once_and_a_clone_makes_its_own() {
+        let env = Envelope::new(
+            Channel::Events,
+            "a:b",
+            "custom.t",
+            serde_json::json!({"n": 1}),
+            "node1",
+        );
+        let text = env.json_text();
+        assert_eq!(text, serde_json::to_string(&env).unwrap());
+        assert!(std::ptr::eq(text, env.json_text()), "kept, not made again");
+        let mut changed = env.clone();
+        changed.topic = "a:c".into();
+        assert_eq!(
+            changed.json_text(),
+            serde_json::to_string(&changed).unwrap()
+        );
+        assert!(changed.json_text().contains("\"a:c\""));
+        // The cache takes no part in equality.
+        let fresh = env.clone();
+        assert_eq!(fresh, env);
+    }
 
     #[test]
     fn serialises_with_rfc3339_ms_and_round_trips() {

@@ -27,6 +27,7 @@ use parking_lot::Mutex;
 
 use super::histogram::{HistogramCounts, LatencyHistogram, LatencySnapshot};
 use crate::bus::Bus;
+use crate::integration::{send_now, topics};
 use crate::logging::format;
 use crate::messages::metrics::{LatencyMetric, Percentile, PerformanceMetric, ThroughputMetric};
 use crate::messages::tracking::MetricsSummary;
@@ -318,7 +319,7 @@ impl MetricsCollector {
     /// on `metrics_summary:<store>`; logs the spec's two lines.
     pub fn publish(&self) -> StoreFigures {
         let f = self.sample();
-        let topic = format!("store_metrics:{}", self.store);
+        let topic = topics::store_metrics(&self.store);
         let eps = f.events_per_second.round() as u64;
         let at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
         tracing::info!(
@@ -326,7 +327,8 @@ impl MetricsCollector {
             "{}",
             format::metrics_event(&self.store, "events_per_second", &eps.to_string(), &at)
         );
-        self.send(
+        send_now(
+            &self.bus,
             &topic,
             &ThroughputMetric {
                 operation: "events".into(),
@@ -346,7 +348,8 @@ impl MetricsCollector {
                 (Percentile::P99, s.latency.p99_us),
                 (Percentile::Max, s.latency.max_us),
             ] {
-                self.send(
+                send_now(
+                    &self.bus,
                     &topic,
                     &LatencyMetric {
                         operation: format!("delivery:{}", s.name),
@@ -386,8 +389,9 @@ impl MetricsCollector {
             "{}",
             format::metrics_summary(&self.store, eps, f.total_events, f.active_subscriptions)
         );
-        self.send(
-            &format!("metrics_summary:{}", self.store),
+        send_now(
+            &self.bus,
+            &topics::metrics_summary(&self.store),
             &MetricsSummary {
                 store: self.store.clone(),
                 events_per_second: f.events_per_second,
@@ -403,7 +407,8 @@ impl MetricsCollector {
     fn perf(&self, topic: &str, name: &str, value: f64, unit: &str, component: &str) {
         let mut tags = serde_json::Map::new();
         tags.insert("store".into(), self.store.clone().into());
-        self.send(
+        send_now(
+            &self.bus,
             topic,
             &PerformanceMetric {
                 metric_name: name.to_owned(),
@@ -413,12 +418,6 @@ impl MetricsCollector {
                 tags,
             },
         );
-    }
-
-    fn send<K: crate::messages::MessageKind>(&self, topic: &str, payload: &K) {
-        if let Err(e) = self.bus.publish_typed_now(topic, payload) {
-            tracing::warn!("{} not published on {topic}: {e}", K::KIND);
-        }
     }
 }
 

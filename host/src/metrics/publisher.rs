@@ -20,10 +20,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::collector::StoreFigures;
+use super::sources::StoreCollectors;
 use crate::bus::{Bus, SubscriptionStats};
-use crate::emitter::Stores;
 use crate::health::node::{read_open_handles, read_process_rss_bytes, CpuSampler};
-use crate::integration::topics;
+use crate::integration::{send_now, topics};
 use crate::logging::LogStats;
 use crate::messages::alerts::Severity;
 use crate::messages::diagnostics::{AnalysisType, PerformanceAnalysis};
@@ -54,18 +54,30 @@ pub struct IntervalReport {
 
 /// Publishes the interval's metrics, analysis, resource usage and log
 /// summaries.
-#[derive(Debug)]
 pub struct Publisher {
-    stores: Arc<Stores>,
+    stores: Arc<dyn StoreCollectors>,
     bus: Bus,
     logs: Option<Arc<LogStats>>,
     cpu: CpuSampler,
 }
 
+impl std::fmt::Debug for Publisher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Publisher")
+            .field("bus", &self.bus)
+            .field("logs", &self.logs.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
 impl Publisher {
     /// A publisher of `stores`' metrics and, when given, the log counts of
     /// `logs`; the first interval's CPU use is measured from now.
-    pub fn new(stores: Arc<Stores>, bus: Bus, logs: Option<Arc<LogStats>>) -> Publisher {
+    pub fn new(
+        stores: Arc<dyn StoreCollectors>,
+        bus: Bus,
+        logs: Option<Arc<LogStats>>,
+    ) -> Publisher {
         Publisher {
             stores,
             bus,
@@ -78,23 +90,27 @@ impl Publisher {
     pub fn publish(&mut self) -> IntervalReport {
         let stores: Vec<StoreFigures> = self
             .stores
-            .monitors()
+            .collectors()
             .iter()
-            .map(|m| m.metrics.publish())
+            .map(|c| c.publish())
             .collect();
         let analysis = analyse(&stores, &self.bus.stats());
-        self.send(&topics::performance_analysis(ANALYSED), &analysis);
+        send_now(
+            &self.bus,
+            &topics::performance_analysis(ANALYSED),
+            &analysis,
+        );
         let resources = self.resource_usage();
         if let Some(r) = &resources {
-            self.send(&topics::resource_usage(&r.component), r);
+            send_now(&self.bus, &topics::resource_usage(&r.component), r);
         }
         let logs = self.logs.as_ref().map(|stats| {
             let counts = stats.take();
             for (module, summary) in counts.module_summaries() {
-                self.send(&topics::log_summary_of(&module), &summary);
+                send_now(&self.bus, &topics::log_summary_of(&module), &summary);
             }
             let summary = counts.summary();
-            self.send(topics::LOG_SUMMARY, &summary);
+            send_now(&self.bus, topics::LOG_SUMMARY, &summary);
             summary
         });
         IntervalReport {
@@ -114,12 +130,6 @@ impl Publisher {
             disk_bytes: self.stores.disk_bytes(),
             open_handles: read_open_handles().unwrap_or(0),
         })
-    }
-
-    fn send<K: crate::messages::MessageKind>(&self, topic: &str, payload: &K) {
-        if let Err(e) = self.bus.publish_typed_now(topic, payload) {
-            tracing::warn!("{} not published on {topic}: {e}", K::KIND);
-        }
     }
 
     /// Publishes every `interval` until the task is aborted.
@@ -218,7 +228,23 @@ mod tests {
     use super::*;
     use crate::bus::{BusConfig, Channel, OverflowPolicy, SubscriberOptions};
     use crate::messages::logging::LogLevel;
-    use crate::store::{Durability, ExpectedVersion, NewEvent};
+    use crate::metrics::MetricsCollector;
+
+    /// Stores known only by their collectors, taking `disk` bytes.
+    struct Collectors {
+        collectors: Vec<Arc<MetricsCollector>>,
+        disk: u64,
+    }
+
+    impl StoreCollectors for Collectors {
+        fn collectors(&self) -> Vec<Arc<MetricsCollector>> {
+            self.collectors.clone()
+        }
+
+        fn disk_bytes(&self) -> u64 {
+            self.disk
+        }
+    }
 
     fn drain(sub: &crate::bus::Subscriber) -> Vec<Arc<crate::messages::Envelope>> {
         std::iter::from_fn(|| sub.try_recv()).collect()
@@ -226,10 +252,12 @@ mod tests {
 
     #[tokio::test]
     async fn an_interval_names_the_slow_handler_uses_real_cpu_and_summarises_logs() {
-        let dir = tempfile::tempdir().unwrap();
         let bus = Bus::new(BusConfig::default());
-        let stores = Stores::new(dir.path(), Durability::Relaxed, bus.clone());
-        let default = stores.monitor("default").unwrap();
+        let default = MetricsCollector::new("default", bus.clone());
+        let stores = Arc::new(Collectors {
+            collectors: vec![Arc::clone(&default)],
+            disk: 4096,
+        });
         let watch = bus.subscriber("watch").unwrap();
         watch
             .subscribe(Channel::Diagnostics, "performance_analysis:>")
@@ -241,8 +269,8 @@ mod tests {
         watch.subscribe(Channel::Logging, "log_summary:>").unwrap();
 
         // Two handlers: `slow` takes 40 ms a call, `quick` 1 ms.
-        let slow = default.metrics.register("slow");
-        let quick = default.metrics.register("quick");
+        let slow = default.register("slow");
+        let quick = default.register("quick");
         for _ in 0..5 {
             slow.call_time.record(Duration::from_millis(40));
             quick.call_time.record(Duration::from_millis(1));
@@ -258,23 +286,25 @@ mod tests {
             )
             .unwrap();
         stuck.subscribe(Channel::Events, "default:>").unwrap();
-        stores
-            .append(
-                "default",
-                "s",
-                ExpectedVersion::Any,
-                (0..6)
-                    .map(|n| NewEvent::json("E", serde_json::json!(n)))
-                    .collect(),
-            )
-            .await
-            .unwrap();
+        // Six events appended to the store, as the store announces and
+        // counts them.
+        for n in 0..6 {
+            let env = crate::messages::Envelope::new(
+                Channel::Events,
+                "default:s",
+                "E",
+                serde_json::json!(n),
+                bus.node(),
+            );
+            bus.publish_now(env).unwrap();
+        }
+        default.record_events(6);
 
         let logs = Arc::new(LogStats::default());
         logs.record(LogLevel::Info, "exesdb_host.store", "appended");
         logs.record(LogLevel::Error, "plugin:slow", "boom");
 
-        let mut publisher = Publisher::new(Arc::clone(&stores), bus.clone(), Some(logs));
+        let mut publisher = Publisher::new(stores, bus.clone(), Some(logs));
         // Busy for a while: the interval's CPU use is this thread's spinning.
         let started = std::time::Instant::now();
         let mut x = 0u64;
@@ -305,7 +335,7 @@ mod tests {
         assert_eq!(r.component, crate::messages::system::SYSTEM_NAME);
         assert!(r.cpu_percent > 0.0, "{r:?}");
         assert!(r.memory_bytes > 0 && r.open_handles > 0, "{r:?}");
-        assert!(r.disk_bytes > 0, "the default store's file: {r:?}");
+        assert_eq!(r.disk_bytes, 4096, "the stores' files: {r:?}");
 
         let logs = report.logs.clone().unwrap();
         assert_eq!((logs.total_logs, logs.log_counts["error"]), (2, 1));

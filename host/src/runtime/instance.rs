@@ -93,6 +93,10 @@ impl Instance {
         let mut store = Store::new(engine, PluginState::new(Arc::clone(&ctx))?);
         store.limiter(|s| &mut s.limits);
         store.set_epoch_deadline(ticks);
+        if !ctx.manifest.wasi.allowed_outbound_hosts.is_empty() {
+            // Waiting on outbound requests does not count against the budget.
+            super::outbound::budget::install(&mut store);
+        }
         let fuel = engine
             .get_consume_fuel()
             .then(|| ctx.manifest.limits.fuel.unwrap_or(u64::MAX));
@@ -149,6 +153,7 @@ impl Instance {
         f: impl FnOnce(&mut Store<PluginState>, &Bindings) -> wasmtime::Result<R>,
     ) -> Result<R, PluginError> {
         self.store.set_epoch_deadline(self.ticks);
+        self.store.data_mut().wait.reset();
         if let Some(fuel) = self.fuel {
             // Cannot fail: the engine consumes fuel when `fuel` is set.
             let _ = self.store.set_fuel(fuel);

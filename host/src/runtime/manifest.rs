@@ -27,10 +27,15 @@
 //! call_timeout_ms = 1000          # time budget per call (epoch deadline)
 //! max_batch = 256                 # most messages per on-batch call
 //! fuel = 1000000                  # fuel per call; needs [runtime] fuel = true
+//! http_timeout_ms = 10000         # outbound: connect, first byte, between bytes
+//! http_max_response_bytes = 10485760  # outbound: a larger response body is cut
+//! http_requests_per_second = 50   # outbound: more are refused
 //!
 //! [wasi]                          # nothing is granted by default
 //! read_only_dirs = ["/etc/ssl"]   # preopened read-only, at the same guest path
 //! env = ["TZ"]                    # host environment variables passed through
+//! allowed_outbound_hosts = ["https://hooks.example.com", "http://127.0.0.1:*"]
+//!                                 # wasi:http destinations, scheme://host[:port]
 //!
 //! [config]                        # free-form; passed to init as JSON
 //! ```
@@ -39,6 +44,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use super::outbound::OutboundHost;
 use crate::bus::{Channel, Pattern};
 
 /// The plugin roles, one per WIT world.
@@ -124,6 +130,15 @@ pub struct Limits {
     pub max_batch: Option<usize>,
     /// Fuel per call (deterministic budget); needs `[runtime] fuel = true`.
     pub fuel: Option<u64>,
+    /// Outbound HTTP: the longest wait to connect, for the response head,
+    /// and between two pieces of its body, ms.
+    pub http_timeout_ms: u64,
+    /// Outbound HTTP: the largest response body, bytes; a larger one is cut
+    /// with an error.
+    pub http_max_response_bytes: u64,
+    /// Outbound HTTP: the most requests a second (all instances together);
+    /// more are refused.
+    pub http_requests_per_second: u32,
 }
 
 impl Default for Limits {
@@ -133,6 +148,9 @@ impl Default for Limits {
             call_timeout_ms: 1000,
             max_batch: None,
             fuel: None,
+            http_timeout_ms: 10_000,
+            http_max_response_bytes: 10 * 1024 * 1024,
+            http_requests_per_second: 50,
         }
     }
 }
@@ -145,6 +163,9 @@ pub struct WasiGrants {
     pub read_only_dirs: Vec<PathBuf>,
     /// Host environment variables passed to the guest.
     pub env: Vec<String>,
+    /// Destinations of outbound HTTP (`wasi:http`), `scheme://host[:port]`
+    /// with `*` wildcards; none: no outbound request is allowed.
+    pub allowed_outbound_hosts: Vec<OutboundHost>,
 }
 
 /// A parsed and checked plugin manifest.
@@ -275,6 +296,16 @@ impl Manifest {
         if m.limits.fuel == Some(0) {
             return Err(err(Some("limits.fuel".into()), "must be at least 1".into()));
         }
+        let at_least_one = [
+            ("limits.http_timeout_ms", m.limits.http_timeout_ms),
+            (
+                "limits.http_requests_per_second",
+                u64::from(m.limits.http_requests_per_second),
+            ),
+        ];
+        if let Some((key, _)) = at_least_one.iter().find(|(_, v)| *v == 0) {
+            return Err(err(Some((*key).into()), "must be at least 1".into()));
+        }
         if m.limits.max_batch == Some(0) {
             return Err(err(
                 Some("limits.max_batch".into()),
@@ -377,6 +408,32 @@ mod tests {
     }
 
     #[test]
+    fn outbound_hosts_are_granted_in_wasi() {
+        assert!(Manifest::parse(GOOD, "p1.toml")
+            .unwrap()
+            .wasi
+            .allowed_outbound_hosts
+            .is_empty());
+        let text = GOOD.replace(
+            "[config]",
+            "[wasi]\nallowed_outbound_hosts = [\"https://*.example.com\", \"http://127.0.0.1:*\"]\n[config]",
+        );
+        let m = Manifest::parse(&text, "p1.toml").unwrap();
+        let hosts: Vec<&str> = m
+            .wasi
+            .allowed_outbound_hosts
+            .iter()
+            .map(OutboundHost::as_str)
+            .collect();
+        assert_eq!(hosts, ["https://*.example.com", "http://127.0.0.1:*"]);
+        let json = serde_json::to_value(&m).unwrap();
+        assert_eq!(
+            json["wasi"]["allowed_outbound_hosts"][1],
+            "http://127.0.0.1:*"
+        );
+    }
+
+    #[test]
     fn errors_name_the_file_and_the_key() {
         let cases = [
             (GOOD.replace("version", "versoin"), "versoin"),
@@ -396,6 +453,14 @@ mod tests {
             ),
             (format!("{GOOD}\n[limits]\nmemory = 5\n"), "limits"),
             (format!("tick_interval_ms = 5\n{GOOD}"), "tick_interval_ms"),
+            (
+                format!("{GOOD}\n[limits]\nhttp_timeout_ms = 0\n"),
+                "limits.http_timeout_ms",
+            ),
+            (
+                format!("{GOOD}\n[limits]\nhttp_requests_per_second = 0\n"),
+                "limits.http_requests_per_second",
+            ),
         ];
         for (text, key) in cases {
             let err = Manifest::parse(&text, "dir/p1.toml").unwrap_err();
@@ -407,6 +472,18 @@ mod tests {
             let msg = err.to_string();
             assert!(msg.contains("dir/p1.toml") && msg.contains(key), "{msg}");
         }
+        // A bad outbound grant names the key, the entry's index and the entry.
+        let text = GOOD.replace(
+            "[config]",
+            "[wasi]\nallowed_outbound_hosts = [\"https://ok.test\", \"ftp://bad.test\"]\n[config]",
+        );
+        let err = Manifest::parse(&text, "dir/p1.toml").unwrap_err();
+        assert_eq!(
+            err.key.as_deref(),
+            Some("wasi.allowed_outbound_hosts[1]"),
+            "{err}"
+        );
+        assert!(err.to_string().contains("`ftp://bad.test`"), "{err}");
         let err = Manifest::parse("name = ", "x.toml").unwrap_err();
         assert!(err.key.is_none() && err.to_string().contains("x.toml"));
         let err = Manifest::from_file(Path::new("/nonexistent/m.toml")).unwrap_err();

@@ -1,7 +1,8 @@
 //! The plugin runtime: one wasmtime [`Engine`] per process (component model,
 //! epoch interruption), components compiled once and pre-linked
 //! ([`InstancePre`]) against WASI p2 — with nothing granted unless the
-//! manifest grants it — and the `exesdb:plugin/host` interface.
+//! manifest grants it — `wasi:http/outgoing-handler` behind the outbound
+//! gate ([`outbound`]), and the `exesdb:plugin/host` interface.
 //!
 //! [`Plugins`] loads, runs and unloads plugins; each subscriber or escalator
 //! runs on its own thread fed from its bus inbox.
@@ -16,6 +17,7 @@ mod host_impl;
 mod instance;
 mod lowering;
 pub mod manifest;
+mod outbound;
 mod plugins;
 mod producers;
 mod settings;
@@ -38,6 +40,7 @@ pub use error::{one_line, PluginError};
 pub use files::Fingerprint;
 pub use formatter::FormatterPlugin;
 pub use manifest::{Manifest, World};
+pub use outbound::{OutboundHost, OutboundInfo};
 pub use plugins::{
     bench_support, PluginInfo, PluginState as PluginRunState, Plugins, WATCHER_ACTOR,
 };
@@ -98,6 +101,10 @@ impl Runtime {
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(PluginError::engine)?;
         sockets::shadow(&mut linker).map_err(PluginError::engine)?;
+        // Only `wasi:http/outgoing-handler` and `wasi:http/types`, for every
+        // world; each request is the outbound gate's to allow.
+        wasmtime_wasi_http::p2::add_only_http_to_linker_sync(&mut linker)
+            .map_err(PluginError::engine)?;
         bindings::host_api::add_to_linker::<_, wasmtime::component::HasSelf<PluginState>>(
             &mut linker,
             |s| s,
@@ -150,7 +157,6 @@ impl Runtime {
         &self.engine
     }
 
-    /// Compiles component bytes.
     /// Compiles component bytes, or loads them from the cache.
     pub(crate) fn compile(&self, plugin: &str, bytes: &[u8]) -> Result<Component, PluginError> {
         self.cache

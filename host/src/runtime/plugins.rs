@@ -17,6 +17,7 @@ use super::files::{read_files, Fingerprint};
 use super::formatter::FormatterPlugin;
 use super::instance::Instance;
 use super::manifest::{Manifest, World};
+use super::outbound::OutboundStats;
 use super::state::PluginContext;
 use super::violations::Violations;
 use super::worker::{lifecycle, Control, Request, Swap, Worker};
@@ -96,6 +97,9 @@ pub struct PluginInfo {
     /// lines (each cut at 8 KiB) of its current instance, the ones a trap
     /// report quotes; a line still being written is not included.
     pub stderr: Vec<String>,
+    /// Its outbound HTTP requests per destination (`scheme://host:port`),
+    /// by destination, counted across its versions since it was loaded.
+    pub outbound: Vec<super::OutboundInfo>,
 }
 
 struct Slot {
@@ -203,6 +207,7 @@ impl Plugins {
         manifest: Manifest,
         subscriber: Option<Arc<crate::bus::Subscriber>>,
         violations: Arc<Violations>,
+        outbound: Arc<OutboundStats>,
     ) -> Arc<PluginContext> {
         Arc::new(PluginContext {
             stdout: Capture::new(&manifest.name, "stdout"),
@@ -212,6 +217,7 @@ impl Plugins {
             handle: self.handle.clone(),
             violations,
             memory_bytes: AtomicU64::new(0),
+            outbound,
             manifest,
         })
     }
@@ -407,7 +413,12 @@ impl Plugins {
         let language = super::producers::language(wasm);
         let max_batch = manifest.limits.max_batch.unwrap_or(self.max_batch);
         let budget = self.runtime.config().max_violations_per_minute;
-        let ctx = self.context(manifest, subscriber, Arc::new(Violations::new(budget)));
+        let ctx = self.context(
+            manifest,
+            subscriber,
+            Arc::new(Violations::new(budget)),
+            Arc::default(),
+        );
         let info = Arc::new(Mutex::new(PluginInfo {
             name: name.clone(),
             version: ctx.manifest.version.clone(),
@@ -426,6 +437,7 @@ impl Plugins {
             source: None,
             memory_bytes: 0,
             stderr: Vec::new(),
+            outbound: Vec::new(),
         }));
         let control = Arc::new(Control::default());
         let (worker, formatter) = match ctx.manifest.world {
@@ -681,6 +693,7 @@ impl Plugins {
             manifest,
             old.subscriber.clone(),
             Arc::clone(&old.violations),
+            Arc::clone(&old.outbound),
         );
         let (from, to) = (old.manifest.version.clone(), ctx.manifest.version.clone());
         if ctx.manifest.world == World::LogFormatter {
@@ -699,12 +712,19 @@ impl Plugins {
                 done,
             });
             control.wake.notify_one();
-            let wait = Duration::from_millis(
-                ctx.manifest
-                    .limits
-                    .call_timeout_ms
-                    .max(old.manifest.limits.call_timeout_ms),
-            ) + Duration::from_secs(5);
+            // The running call's budget, plus one outbound request's waits
+            // (connect, head, body), which do not count against it.
+            let longest_call = |m: &Manifest| {
+                let waits = if m.wasi.allowed_outbound_hosts.is_empty() {
+                    0
+                } else {
+                    m.limits.http_timeout_ms.saturating_mul(3)
+                };
+                m.limits.call_timeout_ms.saturating_add(waits)
+            };
+            let wait =
+                Duration::from_millis(longest_call(&ctx.manifest).max(longest_call(&old.manifest)))
+                    + Duration::from_secs(5);
             let acked = tokio::task::spawn_blocking(move || swapped.recv_timeout(wait).is_ok())
                 .await
                 .unwrap_or(false);
@@ -906,6 +926,37 @@ impl Plugins {
     }
 }
 
+/// The plugin runtime's `ComponentHealth` (component `runtime`): how many
+/// plugins there are and how many are restarting or parked (then degraded).
+impl crate::health::ComponentReport for Plugins {
+    fn component(&self) -> &str {
+        "runtime"
+    }
+
+    fn component_health(
+        &self,
+    ) -> (
+        crate::messages::health::HealthStatus,
+        serde_json::Map<String, serde_json::Value>,
+    ) {
+        use crate::messages::health::HealthStatus;
+        let plugins = self.list();
+        let restarting = plugins
+            .iter()
+            .filter(|p| matches!(p.state, PluginState::Restarting | PluginState::Parked))
+            .count();
+        let mut details = serde_json::Map::new();
+        details.insert("plugins".into(), plugins.len().into());
+        details.insert("restarting".into(), restarting.into());
+        let status = if restarting > 0 {
+            HealthStatus::Degraded
+        } else {
+            HealthStatus::Healthy
+        };
+        (status, details)
+    }
+}
+
 impl Drop for Plugins {
     fn drop(&mut self) {
         for slot in self.slots.get_mut().values() {
@@ -929,6 +980,7 @@ fn live_info(info: &Mutex<PluginInfo>, ctx: &PluginContext) -> PluginInfo {
     info.violations = ctx.violations.total();
     info.memory_bytes = ctx.memory_bytes.load(Ordering::Relaxed);
     info.stderr = ctx.stderr.lines();
+    info.outbound = ctx.outbound.snapshot();
     info
 }
 
@@ -963,6 +1015,7 @@ pub mod bench_support {
             handle: tokio::runtime::Handle::current(),
             violations: Arc::new(super::Violations::new(0)),
             memory_bytes: std::sync::atomic::AtomicU64::new(0),
+            outbound: Arc::default(),
             manifest,
         });
         drop(Instance::start(runtime.engine(), &pre, Arc::clone(&ctx))?);

@@ -1,7 +1,8 @@
 //! What each plugin instance's `Store` holds: its WASI context (nothing
-//! granted unless the manifest says so), its memory limiter (which also
-//! records the instance's memory size), and the plugin's shared context
-//! (manifest, bus, subscriber, captured output).
+//! granted unless the manifest says so), its `wasi:http` context with the
+//! outbound gate, its memory limiter (which also records the instance's
+//! memory size), and the plugin's shared context (manifest, bus,
+//! subscriber, captured output).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -9,6 +10,7 @@ use std::sync::Arc;
 use wasmtime::component::ResourceTable;
 use wasmtime::{ResourceLimiter, StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use super::capture::Capture;
 use super::manifest::Manifest;
@@ -31,6 +33,9 @@ pub(crate) struct PluginContext {
     /// Bytes of linear memory of this version's current (or last) instance,
     /// kept by its [`Limiter`]; set to 0 when an instance starts.
     pub(crate) memory_bytes: AtomicU64,
+    /// Outbound requests per destination and the rate limit, shared by its
+    /// versions (see [`super::outbound`]).
+    pub(crate) outbound: Arc<super::outbound::OutboundStats>,
 }
 
 impl PluginContext {
@@ -94,6 +99,11 @@ pub(crate) struct PluginState {
     pub(crate) ctx: Arc<PluginContext>,
     wasi: WasiCtx,
     table: ResourceTable,
+    http: WasiHttpCtx,
+    /// The `send_request` hook: every outbound request passes it.
+    gate: super::outbound::Gate,
+    /// Waiting on outbound requests, credited to the call's time budget.
+    pub(crate) wait: super::outbound::budget::WaitClock,
     pub(crate) limits: Limiter,
 }
 
@@ -129,9 +139,13 @@ impl PluginState {
             .trap_on_grow_failure(true)
             .instances(100)
             .build();
+        let wait = super::outbound::budget::WaitClock::default();
         Ok(PluginState {
             wasi: b.build(),
             table: ResourceTable::new(),
+            http: WasiHttpCtx::new(),
+            gate: super::outbound::Gate::new(Arc::clone(&ctx), wait.in_flight()),
+            wait,
             limits: Limiter {
                 limits,
                 ctx: Arc::clone(&ctx),
@@ -219,6 +233,19 @@ impl WasiView for PluginState {
         WasiCtxView {
             ctx: &mut self.wasi,
             table: &mut self.table,
+        }
+    }
+}
+
+/// `wasi:http`: the resource table shared with WASI, and the gate as the
+/// hooks (every world links `outgoing-handler` and `types`; what a request
+/// may reach is the gate's decision).
+impl WasiHttpView for PluginState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.gate,
         }
     }
 }

@@ -16,6 +16,7 @@
 //! | `forbidden`     | tries a publish on `security` and a subscribe on `audit` (both outside its grants) and reports the outcomes |
 //! | `deny-flood`    | makes `n` (default 100000) publishes on `security` (outside its grants) per message, then reports how many were denied (`custom.deny_flood`, `{"denied": k}`) |
 //! | `socket`        | tries a TCP connect and a UDP bind, reports the outcomes (`custom.socket`, `{"tcp": …, "udp": …}`, `"ok"` or `"err:<kind>"`) |
+//! | `http`          | makes the outbound HTTP request the message's payload describes and reports its outcome (see below) |
 //! | `init-fail`     | `init` fails                                                              |
 //! | `stderr`        | writes a line to stderr and one to stdout, then echoes                    |
 //!
@@ -30,6 +31,19 @@
 //! **Forbidden**: publishes on `diagnostics`, topic `echo:<plugin-name>`, kind
 //! `custom.grant_check`, payload `{"publish": <outcome>, "subscribe": <outcome>}`
 //! where an outcome is `"ok"`, `"denied: <text>"` or the error's debug text.
+//!
+//! **Http**: the payload is `{"url": "http://host:port/path", "method": "POST",
+//! "body": "…"}` (`method` default `GET`, `body` default none). The request
+//! goes through `wasi:http/outgoing-handler` (the `wasip2` crate's
+//! bindings), and its whole response body is read. The outcome is published
+//! on `diagnostics`, topic `echo:<plugin-name>`, kind `custom.http`:
+//! `{"status": <status>, "bytes": <body bytes read>}`, or
+//! `{"error": "<ErrorCode debug text>"}` when `handle` or the response
+//! failed (`"ErrorCode::HttpRequestDenied"` for a destination outside the
+//! grants). When reading the body fails, the error is the stream error's
+//! `http-error-code` debug text, or its `to-debug-string` when it has none
+//! (wasmtime-wasi-http 48 attaches none to body errors: `"connection read
+//! timeout"`, `"HTTP response body size exceeds limit: N bytes"`).
 //!
 //! ## Config (`[config]` in `plugin.toml`)
 //!
@@ -67,6 +81,7 @@ enum Mode {
     Probe,
     DenyFlood,
     Socket,
+    Http,
 }
 
 impl Mode {
@@ -85,6 +100,7 @@ impl Mode {
         ("probe", Mode::Probe),
         ("deny-flood", Mode::DenyFlood),
         ("socket", Mode::Socket),
+        ("http", Mode::Http),
     ];
 
     fn parse(name: &str) -> Result<Mode, Error> {
@@ -230,6 +246,7 @@ fn handle(message: &Message, batch: bool) -> Result<(), Error> {
         Mode::Forbidden => grant_check(),
         Mode::DenyFlood => deny_flood(n),
         Mode::Socket => sockets(),
+        Mode::Http => http(message),
         Mode::Probe => probe(),
         Mode::Stderr => {
             eprintln!("test-guest stderr: {}", message.id);
@@ -302,6 +319,108 @@ fn sockets() -> Result<(), Error> {
     let tcp = outcome(std::net::TcpStream::connect("127.0.0.1:9").map(drop));
     let udp = outcome(std::net::UdpSocket::bind("127.0.0.1:0").map(drop));
     report("custom.socket", json!({ "tcp": tcp, "udp": udp }))
+}
+
+/// What `http` mode's message payload asks for.
+#[derive(Debug, Deserialize)]
+struct HttpAsk {
+    url: String,
+    #[serde(default)]
+    method: Option<String>,
+    #[serde(default)]
+    body: Option<String>,
+}
+
+/// Makes the request `message` describes; reports its status or error.
+fn http(message: &Message) -> Result<(), Error> {
+    let ask: HttpAsk = serde_json::from_str(&message.payload)
+        .map_err(|e| Error::InvalidPayload(format!("http mode: {e}")))?;
+    let outcome = match fetch(&ask) {
+        Ok((status, bytes)) => json!({ "status": status, "bytes": bytes }),
+        Err(error) => json!({ "error": error }),
+    };
+    report("custom.http", outcome)
+}
+
+/// One request through `wasi:http/outgoing-handler`: the status and the
+/// number of body bytes read, or the error's debug text.
+fn fetch(ask: &HttpAsk) -> Result<(u16, usize), String> {
+    use wasip2::http::outgoing_handler;
+    use wasip2::http::types::{Fields, Method, OutgoingBody, OutgoingRequest, Scheme};
+    use wasip2::io::streams::StreamError;
+
+    let (scheme, rest) = ask
+        .url
+        .split_once("://")
+        .ok_or_else(|| format!("no scheme in `{}`", ask.url))?;
+    let (authority, path) = rest.find('/').map_or((rest, "/"), |i| rest.split_at(i));
+    let headers = Fields::new();
+    if let Some(text) = &ask.body {
+        let length = text.len().to_string().into_bytes();
+        headers
+            .append("content-length", &length)
+            .map_err(|e| format!("{e:?}"))?;
+    }
+    let request = OutgoingRequest::new(headers);
+    let method = match ask.method.as_deref().unwrap_or("GET") {
+        "GET" => Method::Get,
+        "POST" => Method::Post,
+        "PUT" => Method::Put,
+        "DELETE" => Method::Delete,
+        "HEAD" => Method::Head,
+        other => Method::Other(other.to_owned()),
+    };
+    let scheme = match scheme {
+        "http" => Scheme::Http,
+        "https" => Scheme::Https,
+        other => Scheme::Other(other.to_owned()),
+    };
+    let set = |r: Result<(), ()>, what: &str| r.map_err(|()| format!("cannot set the {what}"));
+    set(request.set_method(&method), "method")?;
+    set(request.set_scheme(Some(&scheme)), "scheme")?;
+    set(request.set_authority(Some(authority)), "authority")?;
+    set(request.set_path_with_query(Some(path)), "path")?;
+    let body = request.body().map_err(|()| "no request body".to_owned())?;
+    let future = outgoing_handler::handle(request, None).map_err(|e| format!("{e:?}"))?;
+    if let Some(text) = &ask.body {
+        let out = body.write().map_err(|()| "no body stream".to_owned())?;
+        for chunk in text.as_bytes().chunks(4096) {
+            // A refused request's body has nowhere to go: its error comes
+            // from the response.
+            if out.blocking_write_and_flush(chunk).is_err() {
+                break;
+            }
+        }
+    }
+    let _ = OutgoingBody::finish(body, None);
+    let response = loop {
+        match future.get() {
+            Some(r) => break r,
+            None => future.subscribe().block(),
+        }
+    };
+    let response = response
+        .map_err(|()| "response already taken".to_owned())?
+        .map_err(|e| format!("{e:?}"))?;
+    let status = response.status();
+    let incoming = response.consume().map_err(|()| "no body".to_owned())?;
+    let stream = incoming
+        .stream()
+        .map_err(|()| "no body stream".to_owned())?;
+    let mut bytes = 0;
+    loop {
+        match stream.blocking_read(64 * 1024) {
+            Ok(chunk) => bytes += chunk.len(),
+            Err(StreamError::Closed) => break,
+            Err(StreamError::LastOperationFailed(e)) => {
+                return Err(match wasip2::http::types::http_error_code(&e) {
+                    Some(code) => format!("{code:?}"),
+                    None => e.to_debug_string(),
+                });
+            }
+        }
+    }
+    Ok((status, bytes))
 }
 
 /// Makes `n` publishes outside the grants; reports how many were denied.

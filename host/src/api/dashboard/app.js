@@ -174,7 +174,9 @@ function coalesce(fn, ms) {
 
 function report(err) {
   if (err instanceof Unauthorized) {
-    askToken(err.message);
+    // The token was refused while the page was open (revoked, or the host
+    // restarted with other tokens): start again with the one entered.
+    askToken(err.message).then(() => location.reload());
     return;
   }
   setConnection("down", err && err.message ? err.message : String(err));
