@@ -3,16 +3,15 @@
 //! to a store's health or metrics, the spec's `📡 HEALTH EVENT` lines, and
 //! the emitter banner naming the worker, its thread and its subscriber.
 //!
-//! One test in its own binary: it installs the process-wide `tracing`
-//! subscriber (a console writing into a buffer), as the host binary does.
-
-mod common;
+//! The test runs alone in a child process ([`ran_alone`]): it installs the
+//! process-wide `tracing` subscriber (a console writing into a buffer), as
+//! the host binary does.
 
 use std::io::Write;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::WAIT;
+use crate::common::{ran_alone, WAIT};
 use exesdb_host::bus::Channel;
 use exesdb_host::config::{Config, ConsoleFormat};
 use exesdb_host::emitter::{Start, SubscriptionSpec};
@@ -63,6 +62,9 @@ impl Buf {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn subscribed_lines_follow_real_subscriptions_and_health_events_show_by_default() {
+    if ran_alone(&[]) {
+        return;
+    }
     let buf = Buf::default();
     let sink: Sink = sink_to(buf.clone());
     // The console as `[console]` configures it by default.

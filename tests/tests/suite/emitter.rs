@@ -2,12 +2,10 @@
 //! duplicate, persistent checkpoints across a restart, health-aware pausing
 //! with a real plugin, plugins subscribed through their manifest.
 
-mod common;
-
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use exesdb_host::bus::{Bus, BusConfig, Channel};
 use exesdb_host::config::{Config, HealthMonitoring};
 use exesdb_host::emitter::{EmittedBatch, Emitters, Start, Stores, SubscriptionSpec, Target};

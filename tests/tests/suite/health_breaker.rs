@@ -2,11 +2,9 @@
 //! `test-guest` component failing always, every Nth message, or until it
 //! recovers; and each `[health_monitoring]` key changing behaviour.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use exesdb_host::bus::{Bus, BusConfig, Channel, Subscriber};
 use exesdb_host::config::HealthMonitoring;
 use exesdb_host::health::HealthTracker;

@@ -10,9 +10,9 @@ use exesdb_host::runtime::manifest::Limits;
 use exesdb_host::runtime::Manifest;
 use serde_json::Value;
 
-const PAGE: &str = include_str!("../../docs/manifest.md");
-const PLUGINS_PAGE: &str = include_str!("../../docs/plugins.md");
-const README: &str = include_str!("../../README.md");
+const PAGE: &str = include_str!("../../../docs/manifest.md");
+const PLUGINS_PAGE: &str = include_str!("../../../docs/plugins.md");
+const README: &str = include_str!("../../../README.md");
 
 /// Where a key lives: at the top level, or in a table / array of tables.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]

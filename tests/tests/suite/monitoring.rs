@@ -3,13 +3,11 @@
 //! histograms, and the host's periodic health and metrics reports — plus
 //! `[health_monitoring] enabled = false` and `[metrics] enabled = false`.
 
-mod common;
-
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use exesdb_host::bus::{Bus, BusConfig, Channel, OverflowPolicy, Subscriber, SubscriberOptions};
 use exesdb_host::config::Config;
 use exesdb_host::emitter::{EmittedBatch, Start, Stores, SubscriptionSpec};

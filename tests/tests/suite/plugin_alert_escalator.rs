@@ -2,7 +2,7 @@
 //! escalation through the three levels, acknowledgement, alerts that need no
 //! acknowledgement, and escalation by repeats.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -2,7 +2,7 @@
 //! `SystemAlert` when a component (or node) turns unhealthy, counts every
 //! message it handles, and honours (and checks) its `alert_severity` config.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::Duration;

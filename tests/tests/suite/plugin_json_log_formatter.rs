@@ -2,7 +2,7 @@
 //! line it renders (keys, values and key order), its `include_metadata`
 //! config, and its use as the console's line formatter.
 
-mod common;
+use crate::common;
 
 use std::io::Write;
 use std::sync::{Arc, Mutex};

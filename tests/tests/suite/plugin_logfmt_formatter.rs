@@ -1,11 +1,9 @@
 //! The JavaScript `logfmt-formatter` plugin (componentize-js), loaded as a
 //! real component and used as the console's formatter.
 
-mod common;
-
 use std::sync::Arc;
 
-use common::*;
+use crate::common::*;
 use exesdb_host::bus::{Bus, BusConfig};
 use exesdb_host::messages::logging::{LogEntry, LogLevel};
 use exesdb_host::runtime::{PluginError, Plugins};

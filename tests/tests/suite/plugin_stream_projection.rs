@@ -2,12 +2,11 @@
 //! host: its `[[store_subscription]]` (`$all` of `default`, `start = "now"`)
 //! gives it one emitter worker, it counts the events appended after it
 //! started per event type and logs `projection: N events (…)` every
-//! `every` events; a bad `every` fails `init`. (Own test binary: it installs
-//! the global logging stack, whose `logging` bridge follows one bus.)
+//! `every` events; a bad `every` fails `init`. (The counting test runs alone
+//! in a child process, [`ran_alone`]: it installs the global logging stack,
+//! whose `logging` bridge follows one bus.)
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use exesdb_host::bus::{Channel, Subscriber};
 use exesdb_host::config::Config;
 use exesdb_host::host::Host;
@@ -149,6 +148,9 @@ async fn lines(logs: &Subscriber, d: Duration) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn counts_the_events_appended_after_it_started_per_type_and_logs_every_1000() {
+    if ran_alone(&[]) {
+        return;
+    }
     exesdb_host::logging::init(&Config::default().console, "test-node");
     let dir = tempfile::tempdir().unwrap();
     let host = host(dir.path()).await;

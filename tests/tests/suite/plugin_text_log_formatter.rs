@@ -1,8 +1,6 @@
 //! The Python `text-log-formatter` plugin (componentize-py).
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use exesdb_host::bus::{Bus, BusConfig};
 use exesdb_host::messages::logging::{LogEntry, LogLevel};
 use exesdb_host::runtime::{PluginError, Plugins};

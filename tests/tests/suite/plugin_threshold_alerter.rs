@@ -1,8 +1,7 @@
 //! The Python `threshold-alerter` plugin (componentize-py), loaded as a real
 //! component: alerts when store throughput crosses its threshold.
 
-mod common;
-mod threshold;
+use crate::threshold;
 
 const NAME: &str = "threshold-alerter";
 

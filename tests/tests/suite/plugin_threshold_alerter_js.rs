@@ -1,8 +1,7 @@
 //! The JavaScript `threshold-alerter-js` plugin (componentize-js): the same
 //! behaviour tests as its Python twin.
 
-mod common;
-mod threshold;
+use crate::threshold;
 
 const NAME: &str = "threshold-alerter-js";
 

@@ -1,8 +1,7 @@
 //! The Rust `threshold-alerter-rs` plugin: the same
 //! behaviour tests as its Python and JavaScript twins.
 
-mod common;
-mod threshold;
+use crate::threshold;
 
 const NAME: &str = "threshold-alerter-rs";
 

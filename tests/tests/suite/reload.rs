@@ -2,13 +2,11 @@
 //! real watcher: zero loss across swaps, rejected broken versions, restart
 //! back-off and parking, the compiled-component cache, fuel and pooling.
 
-mod common;
-
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use exesdb_host::bus::{Bus, BusConfig, Channel, Subscriber};
 use exesdb_host::config::{Config, RuntimeConfig};
 use exesdb_host::health::HealthTracker;

@@ -1,11 +1,10 @@
 //! Guest stdout/stderr and `host.log` calls reach the `logging` channel
 //! tagged with the plugin's name; what a plugin's status reports of its
 //! guest: its latest stderr lines, its instance's memory and its source
-//! language. (Own test binary: it installs the global logging stack.)
+//! language. (The first test runs alone in a child process, [`ran_alone`]:
+//! it installs the global logging stack.)
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use exesdb_host::bus::{Bus, BusConfig, Channel};
 use exesdb_host::config::{Config, RuntimeConfig};
 use exesdb_host::messages::logging::{LogEntry, LogLevel};
@@ -14,6 +13,9 @@ use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn guest_output_is_captured_per_plugin() {
+    if ran_alone(&[]) {
+        return;
+    }
     let logging = exesdb_host::logging::init(&Config::default().console, "test-node");
     let (bus, plugins) = setup();
     logging.bridge.attach(&bus);

@@ -922,6 +922,13 @@ fn crash_child() {
     }
 }
 
+/// The name of [`crash_child`] in this test binary: `store::crash_child`
+/// (its module path without the crate's name).
+fn crash_child_test() -> String {
+    let (_crate, module) = module_path!().split_once("::").unwrap();
+    format!("{module}::crash_child")
+}
+
 /// Kills the child when dropped, so a failing test leaves no appender behind.
 struct KillOnDrop(std::process::Child);
 
@@ -937,7 +944,12 @@ impl Drop for KillOnDrop {
 fn run_and_kill_child(dir: &Path, durability: Durability) -> u64 {
     let mut child = KillOnDrop(
         Command::new(std::env::current_exe().unwrap())
-            .args(["crash_child", "--exact", "--nocapture", "--test-threads=1"])
+            .args([
+                &crash_child_test(),
+                "--exact",
+                "--nocapture",
+                "--test-threads=1",
+            ])
             .env(CRASH_ENV, dir)
             .env(CRASH_DURABILITY_ENV, durability.to_string())
             .stdout(Stdio::piped())

@@ -1,6 +1,6 @@
-//! Helpers shared by the plugin tests: a bus, a plugin set, manifests of the
-//! real built components, and waiting for messages.
-#![allow(dead_code)]
+//! Helpers shared by the tests: a bus, a plugin set, manifests of the real
+//! built components, waiting for messages, and running a test alone in a
+//! process of its own.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,8 +9,7 @@ use exesdb_host::bus::{Bus, BusConfig, Channel, Subscriber};
 use exesdb_host::messages::Envelope;
 use exesdb_host::runtime::{Manifest, Plugins, Runtime};
 
-/// How long tests wait for an expected message.
-pub const WAIT: Duration = Duration::from_secs(10);
+pub use exesdb_tests::wait::{next_where, quiet, WAIT};
 
 /// A bus and an empty plugin set on it.
 pub fn setup() -> (Bus, Plugins) {
@@ -65,32 +64,6 @@ pub async fn next(sub: &Subscriber) -> Arc<Envelope> {
         .await
         .unwrap_or_else(|_| panic!("no message for {} within {WAIT:?}", sub.name()))
         .expect("bus open")
-}
-
-/// The next message satisfying `pred`, skipping others.
-pub async fn next_where(sub: &Subscriber, pred: impl Fn(&Envelope) -> bool) -> Arc<Envelope> {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        let env = tokio::time::timeout_at(deadline, sub.recv())
-            .await
-            .unwrap_or_else(|_| panic!("no matching message for {} within {WAIT:?}", sub.name()))
-            .expect("bus open");
-        if pred(&env) {
-            return env;
-        }
-    }
-}
-
-/// Asserts nothing arrives for `d`.
-pub async fn quiet(sub: &Subscriber, d: Duration) {
-    if let Ok(Some(env)) = tokio::time::timeout(d, sub.recv()).await {
-        panic!(
-            "unexpected message {} {} {}",
-            env.kind,
-            env.topic,
-            env.payload()
-        );
-    }
 }
 
 /// Publishes a custom event on `events`.
@@ -150,4 +123,43 @@ pub async fn wait_delivered(
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+}
+
+/// The variable that names the test a child process of [`ran_alone`] runs
+/// (not `EXESDB_*`: the host reads those as its configuration).
+const ALONE: &str = "SUITE_RUN_ALONE";
+
+/// For a test that needs process-wide state the other tests of this binary
+/// would share — the global `tracing` subscriber (which the host's `logging`
+/// bridge follows), an environment variable: runs the calling test again,
+/// alone, in a child process of this test binary with `env` set. Returns
+/// `true` in the test's own process once the child has passed (the caller
+/// returns), `false` in the child (the caller goes on with the test). The
+/// calling test is the one of the current thread, which libtest names after
+/// it. Panics, showing the child's output, when the child fails or does not
+/// run exactly that test.
+pub fn ran_alone(env: &[(&str, &str)]) -> bool {
+    let thread = std::thread::current();
+    let test = thread
+        .name()
+        .expect("a test thread, which libtest names after its test");
+    if std::env::var(ALONE).is_ok_and(|t| t == test) {
+        return false;
+    }
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([test, "--exact", "--test-threads=1"])
+        .env(ALONE, test)
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    // Shown with the test's own output (when it fails, or with --nocapture).
+    println!("{stdout}");
+    eprintln!("{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success() && stdout.contains("test result: ok. 1 passed"),
+        "`{test}` alone in a child process: {}",
+        out.status
+    );
+    true
 }

@@ -1,5 +1,5 @@
 //! The Health Dashboard (`GET /`) in a real browser: a headless Chromium
-//! driven over the DevTools protocol (`common/browser.rs`) against a host
+//! driven over the DevTools protocol ([`browser`]) against a host
 //! started in-process, on a free loopback port, with its own data
 //! directory. Each test looks at the page only through its contract (ids,
 //! `data-*` attributes, classes), drives the host through the HTTP API or
@@ -16,7 +16,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use exesdb_host::artifacts::{BUNDLED, TEST_GUEST_MANIFEST, TEST_GUEST_WASM};
-use exesdb_host::bus::{Channel, Subscriber, SubscriberOptions};
+use exesdb_host::bus::{Channel, Subscriber};
 use exesdb_host::config::Config;
 use exesdb_host::host::Host;
 use exesdb_host::messages::alerts::{AlertAck, AlertCategory, Severity, SystemAlert};
@@ -24,12 +24,8 @@ use exesdb_host::messages::audit::AccessLog;
 use serde_json::{json, Value};
 use tempfile::TempDir;
 
-mod common;
-use common::{next_where, WAIT};
-
-#[path = "common/browser.rs"]
-mod browser;
-use browser::{js, Browser, Page};
+use crate::common::browser::{self, js, Browser, Page};
+use crate::common::{agent, api_tokens, next_where, watch, WAIT};
 
 /// The node name the test hosts run as (not the default, so the page must
 /// show the host's own).
@@ -102,19 +98,12 @@ impl Dash {
         for (k, v) in opts.env {
             env.insert((*k).to_owned(), (*v).to_owned());
         }
-        let mut tokens = BTreeMap::new();
-        let mut admin = None;
-        let mut toml = String::new();
-        for (name, scopes) in opts.tokens {
-            let (token, sha) = exesdb_host::api::auth::new_token();
-            toml.push_str(&format!(
-                "[[api.tokens]]\nname = {name:?}\nsha256 = {sha:?}\nscopes = {scopes:?}\n\n"
-            ));
-            if scopes.contains(&"admin") {
-                admin = Some(token.clone());
-            }
-            tokens.insert((*name).to_owned(), token);
-        }
+        let (toml, tokens) = api_tokens(opts.tokens);
+        let admin = opts
+            .tokens
+            .iter()
+            .rfind(|(_, scopes)| scopes.contains(&"admin"))
+            .map(|(name, _)| tokens[*name].clone());
         let file = (!toml.is_empty()).then(|| {
             let p = dir.path().join("host.toml");
             std::fs::write(&p, &toml).unwrap();
@@ -141,19 +130,7 @@ impl Dash {
 
     /// A native subscriber on `channel`/`pattern` that never fills up.
     fn watch(&self, channel: Channel, pattern: &str) -> Subscriber {
-        let sub = self
-            .host
-            .bus()
-            .subscriber_with(
-                &format!("test-watch-{channel}-{pattern}"),
-                SubscriberOptions {
-                    capacity: Some(100_000),
-                    policy: None,
-                },
-            )
-            .unwrap();
-        sub.subscribe(channel, pattern).unwrap();
-        sub
+        watch(self.host.bus(), channel, pattern)
     }
 
     /// `POST path` with `body` (and the admin token, if any): status and
@@ -162,11 +139,7 @@ impl Dash {
         let url = self.url(path);
         let token = self.admin.clone();
         tokio::task::spawn_blocking(move || {
-            let agent: ureq::Agent = ureq::Agent::config_builder()
-                .http_status_as_error(false)
-                .timeout_global(Some(WAIT))
-                .build()
-                .into();
+            let agent = agent();
             let mut r = agent.post(&url).header("Content-Type", content_type);
             if let Some(t) = token {
                 r = r.header("Authorization", format!("Bearer {t}"));

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use exesdb_host::artifacts::{JSON_LOG_FORMATTER_WASM, TEST_GUEST_WASM};
-use exesdb_host::bus::{Channel, Subscriber, SubscriberOptions};
+use exesdb_host::bus::{Channel, Subscriber};
 use exesdb_host::config::Config;
 use exesdb_host::host::Host;
 use exesdb_host::messages::alerts::SystemAlert;
@@ -26,8 +26,7 @@ use exesdb_host::messages::Envelope;
 use serde_json::{json, Value};
 use tempfile::TempDir;
 
-mod common;
-use common::{cli, next_where, path_str, Run, WAIT};
+use crate::common::{cli, drain, guest_manifest as guest, next_where, path_str, watch, Run, WAIT};
 
 /// Debounce of the watcher in these tests.
 const DEBOUNCE_MS: u64 = 100;
@@ -93,26 +92,12 @@ impl Fixture {
 
     /// A subscriber with room for everything a test makes.
     fn watch(&self, channel: Channel, pattern: &str) -> Subscriber {
-        watch_bus(self.host.bus(), channel, pattern)
+        watch(self.host.bus(), channel, pattern)
     }
 
     fn path(&self, file: &str) -> PathBuf {
         self.dir.path().join(file)
     }
-}
-
-fn watch_bus(bus: &exesdb_host::bus::Bus, channel: Channel, pattern: &str) -> Subscriber {
-    let sub = bus
-        .subscriber_with(
-            &format!("test-watch-{channel}-{pattern}"),
-            SubscriberOptions {
-                capacity: Some(1_000_000),
-                policy: None,
-            },
-        )
-        .unwrap();
-    sub.subscribe(channel, pattern).unwrap();
-    sub
 }
 
 /// Writes `content` to `dir/file` under a temporary name, then renames it
@@ -123,26 +108,10 @@ fn deploy(dir: &Path, file: &str, content: &[u8]) {
     std::fs::rename(&tmp, dir.join(file)).unwrap();
 }
 
-/// The test guest's manifest as plugin `name` in `mode`, with `extra` TOML.
+/// The test guest's manifest as plugin `name` in `mode` (its version as its
+/// echo tag), with `extra` TOML in its `[config]`.
 fn guest_manifest(name: &str, version: &str, mode: &str, extra: &str) -> String {
-    format!(
-        r#"name = "{name}"
-version = "{version}"
-world = "subscriber"
-
-[[subscribe]]
-channel = "events"
-pattern = ">"
-
-[[publish]]
-channel = "diagnostics"
-pattern = "echo:>"
-
-[config]
-mode = "{mode}"
-tag = "{version}"
-{extra}"#
-    )
+    guest(name, version, mode, version, extra)
 }
 
 /// Deploys the test guest as `name` into `dir`.
@@ -170,16 +139,6 @@ async fn publish(bus: &exesdb_host::bus::Bus, payload: Value) -> String {
     ));
     bus.broadcast(Arc::clone(&env)).await.unwrap();
     env.id.to_string()
-}
-
-/// Everything `sub` receives within `d`.
-async fn drain_for(sub: &Subscriber, d: Duration) -> Vec<Arc<Envelope>> {
-    let deadline = tokio::time::Instant::now() + d;
-    let mut got = Vec::new();
-    while let Ok(Some(env)) = tokio::time::timeout_at(deadline, sub.recv()).await {
-        got.push(env);
-    }
-    got
 }
 
 /// Polls `plugin status NAME` until `pred` holds.
@@ -332,7 +291,7 @@ async fn a_bad_file_in_the_watched_directory_is_reported_once_per_change() {
     let alerts = f.watch(Channel::Alerts, "system_alert:>");
     bad_files(f.dir.path());
     // Quiet for several debounce periods: one report per bad plugin.
-    let got = drain_for(&alerts, SETTLE * 2).await;
+    let got = drain(&alerts, SETTLE * 2).await;
     let expected: BTreeMap<String, usize> = ["core", "keyed", "lonely", "noise", "world"]
         .into_iter()
         .map(|n| (n.to_owned(), 1))
@@ -354,7 +313,7 @@ async fn a_bad_file_in_the_watched_directory_is_reported_once_per_change() {
 
     // A change of one file is reported once more — for that plugin only.
     deploy(f.dir.path(), "noise.wasm", b"other random bytes");
-    let got = drain_for(&alerts, SETTLE).await;
+    let got = drain(&alerts, SETTLE).await;
     assert_eq!(rejections(&got), BTreeMap::from([("noise".to_owned(), 1)]));
 
     // A fix loads it.
@@ -452,7 +411,7 @@ async fn refused_call_floods_are_aggregated_counted_and_park_the_plugin() {
     let report = next_where(&echoes, |e| e.kind == "custom.deny_flood").await;
     assert_eq!(report.payload()["denied"], 100_000);
 
-    let on_security = drain_for(&security, Duration::from_millis(2500)).await;
+    let on_security = drain(&security, Duration::from_millis(2500)).await;
     let violations: Vec<AccessViolation> = on_security
         .iter()
         .filter(|e| e.kind == "AccessViolation")
@@ -477,7 +436,7 @@ async fn refused_call_floods_are_aggregated_counted_and_park_the_plugin() {
     assert_eq!(alerts[0].alert_type, "violation_budget_exceeded");
     assert_eq!(alerts[0].affected_users, ["flood"]);
 
-    let logs: Vec<AccessLog> = drain_for(&audit, Duration::from_millis(100))
+    let logs: Vec<AccessLog> = drain(&audit, Duration::from_millis(100))
         .await
         .iter()
         .map(|e| e.decode().unwrap())
@@ -522,7 +481,7 @@ async fn a_subscriber_learns_how_many_messages_its_inbox_dropped() {
     // as missed in a `Lagged` marker.
     let (mut handled, mut missed, mut last_total) = (0u64, 0u64, 0u64);
     loop {
-        let got = drain_for(&echoes, Duration::from_millis(1000)).await;
+        let got = drain(&echoes, Duration::from_millis(1000)).await;
         if got.is_empty() {
             break;
         }
@@ -724,10 +683,10 @@ async fn the_host_announces_its_configuration_and_audits_api_requests() {
     let config = Config::load_with_env(Some(&file), env).unwrap();
     // Subscribed before the host starts: the SystemConfig comes at start.
     let bus = exesdb_host::bus::Bus::new(config.bus_config());
-    let announced = watch_bus(&bus, Channel::System, "system_config:>");
-    let audit = watch_bus(&bus, Channel::Audit, "audit:>");
-    let node = watch_bus(&bus, Channel::Lifecycle, "node_lifecycle:>");
-    let checks = watch_bus(&bus, Channel::Health, "health_check:>");
+    let announced = watch(&bus, Channel::System, "system_config:>");
+    let audit = watch(&bus, Channel::Audit, "audit:>");
+    let node = watch(&bus, Channel::Lifecycle, "node_lifecycle:>");
+    let checks = watch(&bus, Channel::Health, "health_check:>");
     let host = Host::start_on(bus.clone(), config).await.unwrap();
     for want in ["starting", "started"] {
         let e = next_where(&node, |_| true).await;
@@ -786,7 +745,7 @@ async fn the_host_announces_its_configuration_and_audits_api_requests() {
     assert_eq!(change.payload()["resource_id"], "default:orders-1");
     assert_eq!(change.payload()["user_id"], "host");
     host.shutdown().await.unwrap();
-    let events: Vec<String> = drain_for(&node, Duration::from_millis(200))
+    let events: Vec<String> = drain(&node, Duration::from_millis(200))
         .await
         .iter()
         .map(|e| e.payload()["event"].as_str().unwrap().to_owned())

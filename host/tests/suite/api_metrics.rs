@@ -22,8 +22,7 @@ use serde_json::{json, Value};
 use tempfile::TempDir;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
-mod common;
-use common::WAIT;
+use crate::common::{agent, api_tokens, host_env, WAIT};
 
 // ---- the host -----------------------------------------------------------------
 
@@ -34,7 +33,7 @@ struct Gw {
     host: Host,
     addr: SocketAddr,
     /// Tokens by name.
-    tokens: BTreeMap<&'static str, String>,
+    tokens: BTreeMap<String, String>,
     dir: TempDir,
 }
 
@@ -45,59 +44,26 @@ impl Gw {
     /// opens after 3 failures in a row and stays open.
     async fn start() -> Gw {
         let dir = tempfile::tempdir().unwrap();
-        let mut tokens = BTreeMap::new();
-        let mut toml = String::new();
-        for (name, scopes) in [
-            ("reader", &["read"][..]),
-            ("writer", &["publish:*", "append:default"][..]),
-        ] {
-            let (token, sha) = exesdb_host::api::auth::new_token();
-            toml.push_str(&format!(
-                "[[api.tokens]]\nname = {name:?}\nsha256 = {sha:?}\nscopes = {scopes:?}\n\n"
-            ));
-            tokens.insert(name, token);
-        }
+        let (toml, tokens) = api_tokens(&[
+            ("reader", &["read"]),
+            ("writer", &["publish:*", "append:default"]),
+        ]);
         let file = dir.path().join("host.toml");
         std::fs::write(&file, toml).unwrap();
-        let path = |p: &str| dir.path().join(p).display().to_string();
-        let env: Vec<(String, String)> = [
-            ("EXESDB_API__LISTEN", "127.0.0.1:0".to_owned()),
-            (
-                "EXESDB_API__MAX_STREAM_CLIENTS",
-                MAX_STREAM_CLIENTS.to_owned(),
-            ),
-            ("EXESDB_PLUGINS__BUNDLED", "false".to_owned()),
-            ("EXESDB_PLUGINS__WATCH", "false".to_owned()),
-            ("EXESDB_RUNTIME__POOLING", "false".to_owned()),
-            ("EXESDB_RUNTIME__CACHE_DIR", path("cache")),
-            ("EXESDB_STORES__DATA_DIR", path("data")),
-            ("EXESDB_METRICS__ENABLED", "true".to_owned()),
-            ("EXESDB_METRICS__INTERVAL_MS", "3600000".to_owned()),
-            ("EXESDB_HEALTH_MONITORING__ENABLED", "true".to_owned()),
-            (
-                "EXESDB_HEALTH_MONITORING__CHECK_INTERVAL",
-                "3600000".to_owned(),
-            ),
-            (
-                "EXESDB_HEALTH_MONITORING__UNHEALTHY_THRESHOLD",
-                "3".to_owned(),
-            ),
-            (
-                "EXESDB_HEALTH_MONITORING__CIRCUIT_BREAKER_ENABLED",
-                "true".to_owned(),
-            ),
-            (
-                "EXESDB_HEALTH_MONITORING__COOLDOWN_MS",
-                "3600000".to_owned(),
-            ),
-            (
-                "EXESDB_HEALTH_MONITORING__MAX_COOLDOWN_MS",
-                "3600000".to_owned(),
-            ),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v))
-        .collect();
+        let env = host_env(
+            dir.path(),
+            &[
+                ("EXESDB_API__MAX_STREAM_CLIENTS", MAX_STREAM_CLIENTS),
+                ("EXESDB_METRICS__ENABLED", "true"),
+                ("EXESDB_METRICS__INTERVAL_MS", "3600000"),
+                ("EXESDB_HEALTH_MONITORING__ENABLED", "true"),
+                ("EXESDB_HEALTH_MONITORING__CHECK_INTERVAL", "3600000"),
+                ("EXESDB_HEALTH_MONITORING__UNHEALTHY_THRESHOLD", "3"),
+                ("EXESDB_HEALTH_MONITORING__CIRCUIT_BREAKER_ENABLED", "true"),
+                ("EXESDB_HEALTH_MONITORING__COOLDOWN_MS", "3600000"),
+                ("EXESDB_HEALTH_MONITORING__MAX_COOLDOWN_MS", "3600000"),
+            ],
+        );
         let config = Config::load_with_env(Some(&file), env).unwrap();
         let host = Host::start(config).await.expect("the host starts");
         let addr = host.api_addr().expect("the API is on");
@@ -216,11 +182,7 @@ struct Reply {
 }
 
 fn http(method: &str, url: &str, token: Option<String>, body: Option<Value>) -> Reply {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(WAIT))
-        .build()
-        .into();
+    let agent = agent();
     let auth = token.map(|t| format!("Bearer {t}"));
     let response = match (method, body) {
         ("GET", None) => {
@@ -629,13 +591,14 @@ async fn metrics_report_a_known_workload_exactly() {
     };
 
     // Per channel: 5 announcements + 4 + 3 on events, delivered to
-    // metered (9) and tripper (3); 5 on alerts, delivered to two subscribers.
+    // metered (9) and tripper (3); 5 on alerts, delivered to the test's two
+    // subscribers and the gateway's alert book (`GET /v1/alerts`).
     let events = [("channel", "events")];
     let alerts = [("channel", "alerts")];
     assert_eq!(delta("exesdb_bus_published_total", &events), 12.0);
     assert_eq!(delta("exesdb_bus_delivered_total", &events), 12.0);
     assert_eq!(delta("exesdb_bus_published_total", &alerts), 5.0);
-    assert_eq!(delta("exesdb_bus_delivered_total", &alerts), 10.0);
+    assert_eq!(delta("exesdb_bus_delivered_total", &alerts), 15.0);
 
     // Per subscriber: the slow one kept the last 2 and dropped 3.
     for f in ["exesdb_subscriber_delivered", "exesdb_subscriber_dropped"] {

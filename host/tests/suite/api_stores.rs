@@ -16,20 +16,20 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use exesdb_host::artifacts::TEST_GUEST_WASM;
-use exesdb_host::bus::{Channel, Subscriber, SubscriberOptions};
+use exesdb_host::bus::{Channel, Subscriber};
 use exesdb_host::config::Config;
 use exesdb_host::emitter::{Start, SubscriptionSpec};
 use exesdb_host::host::Host;
 use exesdb_host::messages::audit::{DataAction, DataChange};
 use exesdb_host::store::json::EventJson;
 use exesdb_host::store::{Direction, Durability, RecordedEvent, Selector, Store};
-use futures_util::StreamExt;
 use serde_json::{json, Value};
 use tempfile::TempDir;
-use tokio_tungstenite::tungstenite::Message as Ws;
 
-mod common;
-use common::{next_where, path_str, quiet, Run, WAIT};
+use crate::common::{
+    agent, api_tokens, exe, host_env, next_where, path_str, quiet, take_line, watch, ws_json, Run,
+    SseEvent, SseParser, WAIT,
+};
 
 /// Long enough for a message that should not come to have come.
 const QUIET: Duration = Duration::from_millis(400);
@@ -56,34 +56,13 @@ impl Gw {
     /// if given, a plugins directory filled by `plugins`.
     async fn with(tokens: &[(&str, &[&str])], plugins: Option<&dyn Fn(&Path)>) -> Gw {
         let dir = tempfile::tempdir().unwrap();
-        let mut made = BTreeMap::new();
-        let mut toml = String::new();
-        for (name, scopes) in tokens {
-            let (token, sha) = exesdb_host::api::auth::new_token();
-            toml.push_str(&format!(
-                "[[api.tokens]]\nname = {name:?}\nsha256 = {sha:?}\nscopes = {scopes:?}\n\n"
-            ));
-            made.insert((*name).to_owned(), token);
-        }
-        let sub = |s: &str| dir.path().join(s).display().to_string();
-        let mut env: Vec<(String, String)> = [
-            ("EXESDB_API__LISTEN", "127.0.0.1:0".to_owned()),
-            ("EXESDB_PLUGINS__BUNDLED", "false".to_owned()),
-            ("EXESDB_PLUGINS__WATCH", "false".to_owned()),
-            ("EXESDB_HEALTH_MONITORING__ENABLED", "false".to_owned()),
-            ("EXESDB_METRICS__ENABLED", "false".to_owned()),
-            ("EXESDB_RUNTIME__POOLING", "false".to_owned()),
-            ("EXESDB_RUNTIME__CACHE_DIR", sub("cache")),
-            ("EXESDB_STORES__DATA_DIR", sub("data")),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v))
-        .collect();
+        let (toml, made) = api_tokens(tokens);
+        let mut env = host_env(dir.path(), &[]);
         if let Some(fill) = plugins {
             let p = dir.path().join("plugins");
             std::fs::create_dir_all(&p).unwrap();
             fill(&p);
-            env.push(("EXESDB_PLUGINS__DIR".into(), p.display().to_string()));
+            env.insert("EXESDB_PLUGINS__DIR".into(), p.display().to_string());
         }
         let file = (!toml.is_empty()).then(|| {
             let p = dir.path().join("host.toml");
@@ -120,19 +99,7 @@ impl Gw {
 
     /// A native subscriber on `channel`/`pattern` that never fills up.
     fn watch(&self, channel: Channel, pattern: &str) -> Subscriber {
-        let sub = self
-            .host
-            .bus()
-            .subscriber_with(
-                &format!("test-watch-{channel}-{pattern}"),
-                SubscriberOptions {
-                    capacity: Some(100_000),
-                    policy: None,
-                },
-            )
-            .unwrap();
-        sub.subscribe(channel, pattern).unwrap();
-        sub
+        watch(self.host.bus(), channel, pattern)
     }
 
     async fn get(&self, path: &str) -> Reply {
@@ -183,36 +150,6 @@ impl Gw {
         let mut all = vec!["store", "--data-dir", path_str(&data), "--admin", &admin];
         all.extend_from_slice(args);
         self.exe(&all, env).await
-    }
-}
-
-/// Runs the `exesdb-host` binary with `args` and `env` (and nothing of the
-/// test's own `EXESDB_*` environment).
-async fn exe(args: &[&str], env: &[(&str, &str)]) -> Run {
-    let args: Vec<String> = args.iter().map(|&a| a.to_owned()).collect();
-    let env: Vec<(String, String)> = env
-        .iter()
-        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-        .collect();
-    let out = tokio::task::spawn_blocking(move || {
-        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_exesdb-host"));
-        c.env("NO_COLOR", "1")
-            .env_remove("RUST_LOG")
-            .env_remove("EXESDB_ADMIN_URL")
-            .env_remove("EXESDB_TOKEN")
-            .env_remove("EXESDB_DATA_DIR")
-            .args(&args)
-            .envs(env)
-            .stdin(std::process::Stdio::null());
-        c.output()
-    })
-    .await
-    .unwrap()
-    .unwrap();
-    Run {
-        ok: out.status.success(),
-        stdout: String::from_utf8(out.stdout).unwrap(),
-        stderr: String::from_utf8(out.stderr).unwrap(),
     }
 }
 
@@ -269,11 +206,7 @@ async fn request(
     let url = format!("http://{addr}{path}");
     let method = method.to_owned();
     tokio::task::spawn_blocking(move || {
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_global(Some(WAIT))
-            .build()
-            .into();
+        let agent = agent();
         let response = if method == "GET" {
             let mut r = agent.get(&url);
             for (k, v) in &headers {
@@ -310,28 +243,6 @@ fn positions(events: &[Value], key: &str) -> Vec<u64> {
 }
 
 // ---- SSE client: raw HTTP/1.1, read incrementally on a blocking thread ---------
-
-/// One Server-Sent Event.
-#[derive(Debug, Clone, Default)]
-struct SseEvent {
-    event: String,
-    id: Option<String>,
-    data: String,
-}
-
-impl SseEvent {
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.data).unwrap_or_else(|e| panic!("{e}: {self:#?}"))
-    }
-
-    /// The `id:` as a number.
-    fn position(&self) -> u64 {
-        self.id
-            .as_deref()
-            .and_then(|i| i.parse().ok())
-            .unwrap_or_else(|| panic!("a numeric id: {self:#?}"))
-    }
-}
 
 /// A streaming GET read on its own thread, event by event; `kill` shuts
 /// the socket down under it.
@@ -389,8 +300,7 @@ impl SseClient {
             }
             let _ = head_tx.send((status, String::new()));
             let mut pending: Vec<u8> = Vec::new();
-            let mut ev = SseEvent::default();
-            let mut any = false;
+            let mut parser = SseParser::default();
             loop {
                 // The next piece of the body (de-chunked).
                 let piece = if chunked {
@@ -421,36 +331,11 @@ impl SseClient {
                     }
                 };
                 pending.extend_from_slice(&piece);
-                while let Some(i) = pending.iter().position(|b| *b == b'\n') {
-                    let mut line: Vec<u8> = pending.drain(..=i).collect();
-                    line.pop();
-                    if line.last() == Some(&b'\r') {
-                        line.pop();
-                    }
-                    let line = String::from_utf8(line).unwrap();
-                    if line.is_empty() {
-                        if any && tx.send(std::mem::take(&mut ev)).is_err() {
+                while let Some(line) = take_line(&mut pending) {
+                    if let Some(ev) = parser.line(&line) {
+                        if tx.send(ev).is_err() {
                             return;
                         }
-                        any = false;
-                        continue;
-                    }
-                    if line.starts_with(':') {
-                        continue; // a keep-alive comment
-                    }
-                    let (field, value) = line.split_once(':').unwrap_or((&line, ""));
-                    let value = value.strip_prefix(' ').unwrap_or(value);
-                    any = true;
-                    match field {
-                        "event" => ev.event = value.to_owned(),
-                        "id" => ev.id = Some(value.to_owned()),
-                        "data" => {
-                            if !ev.data.is_empty() {
-                                ev.data.push('\n');
-                            }
-                            ev.data.push_str(value);
-                        }
-                        _ => {}
                     }
                 }
             }
@@ -1104,25 +989,6 @@ async fn a_subscription_from_now_skips_history_and_bad_requests_are_refused() {
     .await;
     assert_eq!(end.status, 200, "{}", end.body);
     end.quiet().await;
-}
-
-type WsStream =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
-/// The next text frame as JSON, within [`WAIT`].
-async fn ws_json(ws: &mut WsStream) -> Value {
-    loop {
-        let msg = tokio::time::timeout(WAIT, ws.next())
-            .await
-            .expect("a frame in time")
-            .expect("the socket is open")
-            .unwrap();
-        match msg {
-            Ws::Text(t) => return serde_json::from_str(&t).unwrap(),
-            Ws::Ping(_) | Ws::Pong(_) => {}
-            other => panic!("unexpected frame {other:?}"),
-        }
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -15,8 +15,7 @@ use exesdb_host::messages::Envelope;
 use serde_json::{json, Value};
 use tempfile::TempDir;
 
-mod common;
-use common::{cli, next_where, path_str, quiet, Run};
+use crate::common::{cli, guest_manifest as guest, next_where, path_str, quiet, watch, Run};
 
 /// A running host with its admin API on a free loopback port.
 struct Fixture {
@@ -31,11 +30,14 @@ struct Fixture {
 impl Fixture {
     async fn start() -> Fixture {
         let cache = tempfile::tempdir().unwrap();
+        // The stores live beside the cache, in a directory of this test.
+        let data_dir = cache.path().join("data").display().to_string();
         let env = [
             ("EXESDB_API__LISTEN", "127.0.0.1:0"),
             ("EXESDB_PLUGINS__BUNDLED", "false"),
             ("EXESDB_PLUGINS__WATCH", "false"),
             ("EXESDB_RUNTIME__CACHE_DIR", cache.path().to_str().unwrap()),
+            ("EXESDB_STORES__DATA_DIR", &data_dir),
         ]
         .map(|(k, v)| (k.to_owned(), v.to_owned()));
         let config = Config::load_with_env(None, env).unwrap();
@@ -69,13 +71,7 @@ impl Fixture {
 
     /// A subscriber on `channel`/`pattern` of the host's bus.
     fn watch(&self, channel: Channel, pattern: &str) -> Subscriber {
-        let sub = self
-            .host
-            .bus()
-            .subscriber(&format!("test-watch-{channel}"))
-            .unwrap();
-        sub.subscribe(channel, pattern).unwrap();
-        sub
+        watch(self.host.bus(), channel, pattern)
     }
 
     /// Publishes an event on `events` and returns the guest's echo of it.
@@ -116,24 +112,7 @@ impl Fixture {
 
 /// The test guest's manifest as plugin `guest`, echoing with `tag`.
 fn guest_manifest(version: &str, tag: &str) -> String {
-    format!(
-        r#"name = "guest"
-version = "{version}"
-world = "subscriber"
-
-[[subscribe]]
-channel = "events"
-pattern = ">"
-
-[[publish]]
-channel = "diagnostics"
-pattern = "echo:>"
-
-[config]
-mode = "echo"
-tag = "{tag}"
-"#
-    )
+    guest("guest", version, "echo", tag, "")
 }
 
 /// The next `AdminAction` on `sub`.

@@ -17,7 +17,7 @@ use exesdb_host::config::Config;
 use exesdb_host::host::Host;
 use exesdb_host::messages::alerts::{AlertCategory, Severity, SystemAlert};
 use exesdb_host::messages::Envelope;
-use futures_util::{SinkExt, StreamExt};
+use futures_util::SinkExt;
 use serde_json::{json, Value};
 use sha2::Digest;
 use tempfile::TempDir;
@@ -25,39 +25,12 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message as Ws;
 
-mod common;
-use common::{next_where, quiet, WAIT};
+use crate::common::{
+    agent, api_tokens, drain, exe, host_env, next_where, quiet, take_line, watch, ws_json,
+    SseEvent, SseParser, WsStream, WAIT,
+};
 
 // ---- fixture ------------------------------------------------------------------
-
-/// The environment of a quiet test host (no plugins, no periodic
-/// reporters, its own store and cache directories, the API on a free
-/// loopback port), with `extra` overriding.
-fn host_env(dir: &Path, extra: &[(&str, &str)]) -> Vec<(String, String)> {
-    let mut env: BTreeMap<String, String> = [
-        ("EXESDB_API__LISTEN", "127.0.0.1:0".to_owned()),
-        ("EXESDB_PLUGINS__BUNDLED", "false".to_owned()),
-        ("EXESDB_PLUGINS__WATCH", "false".to_owned()),
-        ("EXESDB_HEALTH_MONITORING__ENABLED", "false".to_owned()),
-        ("EXESDB_METRICS__ENABLED", "false".to_owned()),
-        ("EXESDB_RUNTIME__POOLING", "false".to_owned()),
-        (
-            "EXESDB_RUNTIME__CACHE_DIR",
-            dir.join("cache").display().to_string(),
-        ),
-        (
-            "EXESDB_STORES__DATA_DIR",
-            dir.join("data").display().to_string(),
-        ),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v))
-    .collect();
-    for (k, v) in extra {
-        env.insert((*k).to_owned(), (*v).to_owned());
-    }
-    env.into_iter().collect()
-}
 
 /// Starts a host in `dir` with `extra` environment and, if given, a config
 /// file holding `toml`.
@@ -89,15 +62,7 @@ impl Gw {
     /// A gateway with one `[[api.tokens]]` entry per `(name, scopes)`.
     async fn with_tokens(extra: &[(&str, &str)], tokens: &[(&str, &[&str])]) -> Gw {
         let dir = tempfile::tempdir().unwrap();
-        let mut made = BTreeMap::new();
-        let mut toml = String::new();
-        for (name, scopes) in tokens {
-            let (token, sha) = exesdb_host::api::auth::new_token();
-            toml.push_str(&format!(
-                "[[api.tokens]]\nname = {name:?}\nsha256 = {sha:?}\nscopes = {scopes:?}\n\n"
-            ));
-            made.insert((*name).to_owned(), token);
-        }
+        let (toml, made) = api_tokens(tokens);
         let host = try_start(
             dir.path(),
             extra,
@@ -124,19 +89,7 @@ impl Gw {
 
     /// A native subscriber on `channel`/`pattern` that never fills up.
     fn watch(&self, channel: Channel, pattern: &str) -> Subscriber {
-        let sub = self
-            .host
-            .bus()
-            .subscriber_with(
-                &format!("test-watch-{channel}-{pattern}"),
-                SubscriberOptions {
-                    capacity: Some(100_000),
-                    policy: None,
-                },
-            )
-            .unwrap();
-        sub.subscribe(channel, pattern).unwrap();
-        sub
+        watch(self.host.bus(), channel, pattern)
     }
 
     /// Publishes a `custom.t` message on `events` natively.
@@ -276,14 +229,6 @@ impl Reply {
     }
 }
 
-fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(20)))
-        .build()
-        .into()
-}
-
 /// A blocking request; `Err` when the connection failed or dropped.
 fn http(
     agent: &ureq::Agent,
@@ -320,20 +265,6 @@ fn http(
 }
 
 // ---- SSE client (raw HTTP/1.1 over TCP) -------------------------------------------
-
-/// One Server-Sent Event.
-#[derive(Debug, Clone, Default)]
-struct SseEvent {
-    event: String,
-    id: Option<String>,
-    data: String,
-}
-
-impl SseEvent {
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.data).unwrap_or_else(|e| panic!("{e}: {self:#?}"))
-    }
-}
 
 /// A streaming GET read by hand, so a test decides when (and whether) the
 /// client reads: an unread stream is a slow client.
@@ -451,13 +382,8 @@ impl Sse {
 
     async fn line(&mut self) -> Option<String> {
         loop {
-            if let Some(i) = self.body.iter().position(|b| *b == b'\n') {
-                let mut line: Vec<u8> = self.body.drain(..=i).collect();
-                line.pop();
-                if line.last() == Some(&b'\r') {
-                    line.pop();
-                }
-                return Some(String::from_utf8(line).unwrap());
+            if let Some(line) = take_line(&mut self.body) {
+                return Some(line);
             }
             if !self.fill().await {
                 return None;
@@ -467,35 +393,11 @@ impl Sse {
 
     /// The next event; `None` at the end of the stream.
     async fn next_event(&mut self) -> Option<SseEvent> {
-        let mut ev = SseEvent::default();
-        let mut any = false;
+        let mut parser = SseParser::default();
         loop {
             let line = self.line().await?;
-            if line.is_empty() {
-                if any {
-                    if ev.event.is_empty() {
-                        ev.event = "message".into();
-                    }
-                    return Some(ev);
-                }
-                continue;
-            }
-            if line.starts_with(':') {
-                continue; // keep-alive comment
-            }
-            let (field, value) = line.split_once(':').unwrap_or((&line, ""));
-            let value = value.strip_prefix(' ').unwrap_or(value);
-            any = true;
-            match field {
-                "event" => ev.event = value.to_owned(),
-                "id" => ev.id = Some(value.to_owned()),
-                "data" => {
-                    if !ev.data.is_empty() {
-                        ev.data.push('\n');
-                    }
-                    ev.data.push_str(value);
-                }
-                _ => {}
+            if let Some(ev) = parser.line(&line) {
+                return Some(ev);
             }
         }
     }
@@ -515,16 +417,6 @@ fn q(pattern: &str) -> String {
         "pattern={}",
         form_urlencoded::byte_serialize(pattern.as_bytes()).collect::<String>()
     )
-}
-
-/// Every message `sub` receives within `d`.
-async fn drain(sub: &Subscriber, d: Duration) -> Vec<Arc<Envelope>> {
-    let deadline = tokio::time::Instant::now() + d;
-    let mut out = Vec::new();
-    while let Ok(Some(env)) = tokio::time::timeout_at(deadline, sub.recv()).await {
-        out.push(env);
-    }
-    out
 }
 
 /// `got` (read back from JSON) is `want`, its timestamp to the millisecond.
@@ -1146,7 +1038,7 @@ async fn a_slow_client_is_told_what_it_missed_and_never_blocks_publishers() {
     let (mut n, mut ws_missed, mut ws_lagged) = (0u64, 0u64, 0);
     let mut last = None;
     while n + ws_missed < 200 {
-        let v = ws_next(&mut ws).await;
+        let v = ws_json(&mut ws).await;
         if v["type"] == "lagged" {
             ws_missed += v["missed"].as_u64().expect("missed");
             ws_lagged += 1;
@@ -1167,7 +1059,7 @@ async fn a_slow_client_is_told_what_it_missed_and_never_blocks_publishers() {
     // Both keep streaming.
     let env = gw.emit("lag:after", json!({"seq": 1000})).await;
     assert_eq!(sse.next().await.id, Some(env.id.to_string()));
-    assert_eq!(ws_next(&mut ws).await["id"], env.id.to_string());
+    assert_eq!(ws_json(&mut ws).await["id"], env.id.to_string());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1212,25 +1104,6 @@ async fn stream_clients_are_bounded_and_a_freed_slot_is_reused() {
 
 // ---- 3. WebSocket ---------------------------------------------------------------------
 
-type WsStream =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
-/// The next text frame as JSON.
-async fn ws_next(ws: &mut WsStream) -> Value {
-    loop {
-        let frame = tokio::time::timeout(WAIT, ws.next())
-            .await
-            .expect("a frame in time")
-            .expect("the socket is open")
-            .unwrap();
-        match frame {
-            Ws::Text(t) => return serde_json::from_str(&t).unwrap(),
-            Ws::Ping(_) | Ws::Pong(_) => {}
-            other => panic!("unexpected frame {other:?}"),
-        }
-    }
-}
-
 async fn ws_send(ws: &mut WsStream, text: &str) {
     ws.send(Ws::Text(text.into())).await.unwrap();
 }
@@ -1247,29 +1120,29 @@ async fn a_websocket_streams_envelopes_and_takes_subscribe_and_unsubscribe() {
     .unwrap();
     let env = gw.emit("a:1", json!({"n": 1})).await;
     gw.emit("b:1", json!({"n": 0})).await;
-    let v = ws_next(&mut ws).await;
+    let v = ws_json(&mut ws).await;
     let got: Envelope = serde_json::from_value(v).unwrap();
     assert_same(&got, &env);
 
     ws_send(&mut ws, r#"{"subscribe": "b:>"}"#).await;
-    let v = ws_next(&mut ws).await;
+    let v = ws_json(&mut ws).await;
     assert_eq!(
         v,
         json!({"type": "subscribed", "channel": "events", "pattern": "b:>", "changed": true})
     );
     let env = gw.emit("b:x", json!({"n": 2})).await;
-    assert_eq!(ws_next(&mut ws).await["id"], env.id.to_string());
+    assert_eq!(ws_json(&mut ws).await["id"], env.id.to_string());
     // Subscribing twice changes nothing.
     ws_send(&mut ws, r#"{"subscribe": "b:>"}"#).await;
-    assert_eq!(ws_next(&mut ws).await["changed"], false);
+    assert_eq!(ws_json(&mut ws).await["changed"], false);
 
     ws_send(&mut ws, r#"{"unsubscribe": "a:>"}"#).await;
-    let v = ws_next(&mut ws).await;
+    let v = ws_json(&mut ws).await;
     assert_eq!(v["type"], "unsubscribed");
     assert_eq!(v["changed"], true);
     gw.emit("a:2", json!({"n": 3})).await;
     let env = gw.emit("b:y", json!({"n": 4})).await;
-    let v = ws_next(&mut ws).await;
+    let v = ws_json(&mut ws).await;
     assert_eq!(v["id"], env.id.to_string(), "a:2 is no longer sent: {v}");
 
     // Bad control messages are answered, and the socket stays usable.
@@ -1282,16 +1155,16 @@ async fn a_websocket_streams_envelopes_and_takes_subscribe_and_unsubscribe() {
         (r#"{"subscribe": "a", "colour": "red"}"#, "body"),
     ] {
         ws_send(&mut ws, bad).await;
-        let v = ws_next(&mut ws).await;
+        let v = ws_json(&mut ws).await;
         assert_eq!(v["type"], "error", "{bad}: {v}");
         assert_eq!(v["field"], field, "{bad}: {v}");
         assert!(!v["error"].as_str().unwrap().is_empty());
     }
     let env = gw.emit("b:z", json!({"n": 5})).await;
-    assert_eq!(ws_next(&mut ws).await["id"], env.id.to_string());
+    assert_eq!(ws_json(&mut ws).await["id"], env.id.to_string());
     // Another channel through the same socket.
     ws_send(&mut ws, r#"{"subscribe": "sys:>", "channel": "system"}"#).await;
-    assert_eq!(ws_next(&mut ws).await["channel"], "system");
+    assert_eq!(ws_json(&mut ws).await["channel"], "system");
     let id = gw
         .post(
             "/v1/channels/system/messages",
@@ -1301,7 +1174,7 @@ async fn a_websocket_streams_envelopes_and_takes_subscribe_and_unsubscribe() {
         .await
         .created()["id"]
         .clone();
-    let v = ws_next(&mut ws).await;
+    let v = ws_json(&mut ws).await;
     assert_eq!(v["id"], id);
     assert_eq!(v["channel"], "system");
 
@@ -1473,7 +1346,7 @@ async fn scopes_decide_and_refusals_are_reported() {
         .await;
     let root_id = r.created()["id"].clone();
     assert_eq!(s.next().await.id.as_deref(), root_id.as_str());
-    assert_eq!(ws_next(&mut ws).await["id"], root_id);
+    assert_eq!(ws_json(&mut ws).await["id"], root_id);
     assert_ne!(id, root_id);
     let r = gw
         .get(
@@ -1733,42 +1606,6 @@ async fn an_alert_ack_is_published_as_an_alert_ack() {
 }
 
 // ---- 6. the CLI against a running host ----------------------------------------------------
-
-/// What a CLI run did.
-#[derive(Debug)]
-struct Exit {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
-/// Runs `exesdb-host <args>` with `env`, inheriting neither
-/// `EXESDB_ADMIN_URL` nor `EXESDB_TOKEN`.
-async fn exe(args: &[&str], env: &[(&str, &str)]) -> Exit {
-    let args: Vec<String> = args.iter().map(|&a| a.to_owned()).collect();
-    let env: Vec<(String, String)> = env
-        .iter()
-        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-        .collect();
-    let out = tokio::task::spawn_blocking(move || {
-        std::process::Command::new(env!("CARGO_BIN_EXE_exesdb-host"))
-            .env("NO_COLOR", "1")
-            .env_remove("RUST_LOG")
-            .env_remove("EXESDB_ADMIN_URL")
-            .env_remove("EXESDB_TOKEN")
-            .envs(env)
-            .args(&args)
-            .output()
-    })
-    .await
-    .unwrap()
-    .unwrap();
-    Exit {
-        code: out.status.code(),
-        stdout: String::from_utf8(out.stdout).unwrap(),
-        stderr: String::from_utf8(out.stderr).unwrap(),
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_cli_publishes_acks_and_tails() {
