@@ -17,7 +17,7 @@
 //! | GET | `/v1/alerts` | `read` | recent alerts with escalation level and acknowledgement |
 //! | GET | `/v1/node` | `read` | node figures and component health |
 //! | GET | `/v1/session` | any token | the token's name and scopes |
-//! | GET | `/`, `/dashboard/…` | none | the Health Dashboard (see [`dashboard`]) |
+//! | GET | `/`, `/dashboard/…` | none | the Health Dashboard (see `dashboard.rs`, `docs/dashboard.md`) |
 //! | GET | `/v1/plugins`, `/v1/plugins/{name}`, `/v1/health` | `read` | plugin list and status, subscription health |
 //! | POST, DELETE | `/v1/plugins…` | `admin` | load, reload, unload plugins |
 //! | GET | `/metrics` | `read` | the host's metrics in the OpenMetrics text format (see [`metrics`]) |

@@ -2,7 +2,7 @@
 //! epoch interruption), components compiled once and pre-linked
 //! ([`InstancePre`]) against WASI p2 — with nothing granted unless the
 //! manifest grants it — `wasi:http/outgoing-handler` behind the outbound
-//! gate ([`outbound`]), and the `exesdb:plugin/host` interface.
+//! gate (`outbound.rs`), and the `exesdb:plugin/host` interface.
 //!
 //! [`Plugins`] loads, runs and unloads plugins; each subscriber or escalator
 //! runs on its own thread fed from its bus inbox.
