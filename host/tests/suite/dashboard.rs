@@ -792,12 +792,15 @@ async fn a_plugin_loaded_through_the_api_appears_within_a_second() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_subscription_shows_its_breaker_open_then_closed() {
-    // Three failures in a row open the breaker; a trial after 300 ms.
+    // Three failures in a row open the breaker; a trial after 3 s. The
+    // cooldown is long enough for the page to be seen red under load: once
+    // it has passed, the page's next read of /v1/health shows the breaker
+    // half-open (amber), as it then is.
     let dash = Dash::start(Opts {
         env: &[
             ("EXESDB_HEALTH_MONITORING__UNHEALTHY_THRESHOLD", "3"),
-            ("EXESDB_HEALTH_MONITORING__COOLDOWN_MS", "300"),
-            ("EXESDB_HEALTH_MONITORING__MAX_COOLDOWN_MS", "2400"),
+            ("EXESDB_HEALTH_MONITORING__COOLDOWN_MS", "3000"),
+            ("EXESDB_HEALTH_MONITORING__MAX_COOLDOWN_MS", "24000"),
         ],
         ..Opts::default()
     })
@@ -822,6 +825,7 @@ async fn a_failing_subscription_shows_its_breaker_open_then_closed() {
         q(&row)
     ))
     .await;
+    let opened = Instant::now();
     let colours = tab
         .eval(&format!(
             "(s => [s.color, s.backgroundColor, s.borderLeftColor])(getComputedStyle({}))",
@@ -833,7 +837,9 @@ async fn a_failing_subscription_shows_its_breaker_open_then_closed() {
     tab.dark("breaker-open-1280").await;
     tab.phone("breaker-open", (1280, 800)).await;
 
-    // The breaker waits for a message to try; the 4th succeeds and closes it.
+    // The breaker waits for a message to try once the cooldown has passed;
+    // the 4th succeeds and closes it.
+    tokio::time::sleep(Duration::from_millis(3300).saturating_sub(opened.elapsed())).await;
     dash.publish("events", event(4)).await;
     tab.until(&format!(
         "(e => e && e.dataset.breaker === 'closed' && e.classList.contains('breaker-closed') \
