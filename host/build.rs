@@ -10,14 +10,26 @@
 //! and are built by the test-support crate's build script (`tests/build.rs`).
 //!
 //! The plugins build with their own target directory (`<target>/wasm-plugins`),
-//! so the nested cargo never waits on the outer one's lock.
+//! so the nested cargo never waits on the outer one's lock. Finding that
+//! directory and listing the plugins are shared with `tests/build.rs`
+//! (`build-support.rs`).
+
+#[path = "build-support.rs"]
+mod support;
 
 use std::env;
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 
+use support::{plugin_dirs, target_dir};
+
 const TARGET: &str = "wasm32-wasip2";
+
+/// Plugins built and tested here but not embedded in the binary: every
+/// default host loads what is embedded, and these cannot run without a
+/// deployment's receiver URL, outbound grant and secret.
+const NOT_EMBEDDED: &[&str] = &["webhook-delivery"];
 
 fn main() {
     let manifest_dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR").unwrap());
@@ -36,7 +48,8 @@ fn main() {
         "cargo:rerun-if-changed={}",
         plugins.join("Cargo.lock").display()
     );
-    let names = plugin_crates(&plugins);
+    // The plugin crates: every directory of `plugins/` holding a `plugin.toml`.
+    let names = plugin_dirs(&plugins);
     for name in &names {
         let dir = plugins.join(name);
         println!("cargo:rerun-if-changed={}", dir.join("src").display());
@@ -108,8 +121,9 @@ fn main() {
         )
         .unwrap();
         writeln!(all, "    ({name:?}, {konst}_WASM, {konst}_MANIFEST),").unwrap();
-        // Examples are embedded in the binary; test-only plugins stay files.
-        if !name.starts_with("test-") {
+        // Examples are embedded in the binary; test-only plugins and the
+        // ones a deployment must configure stay files.
+        if !name.starts_with("test-") && !NOT_EMBEDDED.contains(&name.as_str()) {
             writeln!(
                 bundled,
                 "    BundledPlugin {{ name: {name:?}, wasm: include_bytes!({:?}), manifest: include_str!({:?}) }},",
@@ -139,45 +153,6 @@ fn main() {
     )
     .unwrap();
     std::fs::write(out_dir.join("artifacts.rs"), code).unwrap();
-}
-
-/// The target directory of this build, read from `OUT_DIR`, which cargo puts
-/// at `<target>[/<triple>]/<profile>/build/<pkg>-<hash>/out`: the parent of
-/// the profile directory, one more level up for `--target <triple>` builds.
-/// `OUT_DIR` moves with `--target-dir`, `CARGO_TARGET_DIR` and
-/// `build.target-dir` alike (`cargo metadata` run from here would not see a
-/// `--target-dir` flag), and the shape is checked rather than assumed.
-fn target_dir(out_dir: &Path) -> PathBuf {
-    let build = out_dir
-        .ancestors()
-        .nth(2)
-        .filter(|d| d.file_name().is_some_and(|n| n == "build"))
-        .unwrap_or_else(|| {
-            panic!(
-                "OUT_DIR {} is not <target>/<profile>/build/<pkg>/out",
-                out_dir.display()
-            )
-        });
-    let profile = build.parent().unwrap();
-    let above = profile.parent().unwrap();
-    let triple = env::var("TARGET").unwrap_or_default();
-    if above.file_name().is_some_and(|n| n == triple.as_str()) {
-        above.parent().unwrap().to_path_buf()
-    } else {
-        above.to_path_buf()
-    }
-}
-
-/// The plugin crates: every directory of `plugins/` holding a `plugin.toml`.
-fn plugin_crates(plugins: &Path) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(plugins)
-        .unwrap_or_else(|e| panic!("cannot read {}: {e}", plugins.display()))
-        .filter_map(|e| e.ok())
-        .filter(|e| e.path().join("plugin.toml").is_file())
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .collect();
-    names.sort();
-    names
 }
 
 /// Adds the wasm target when it is missing, or fails with the one-line fix.

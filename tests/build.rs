@@ -14,10 +14,15 @@
 //! `plugins/js/node_modules` (Node.js and npm). The components go to
 //! `<target>/wasm-plugins/{python,js}/<name>.wasm`, next to the Rust plugins.
 
+#[path = "../host/build-support.rs"]
+mod support;
+
 use std::env;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+
+use support::{plugin_dirs, target_dir};
 
 fn main() {
     let manifest_dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR").unwrap());
@@ -93,45 +98,6 @@ fn main() {
     std::fs::write(out_dir.join("guests.rs"), code).unwrap();
 }
 
-/// The target directory of this build, read from `OUT_DIR`, which cargo puts
-/// at `<target>[/<triple>]/<profile>/build/<pkg>-<hash>/out`: the parent of
-/// the profile directory, one more level up for `--target <triple>` builds.
-/// `OUT_DIR` moves with `--target-dir`, `CARGO_TARGET_DIR` and
-/// `build.target-dir` alike (`cargo metadata` run from here would not see a
-/// `--target-dir` flag), and the shape is checked rather than assumed.
-fn target_dir(out_dir: &Path) -> PathBuf {
-    let build = out_dir
-        .ancestors()
-        .nth(2)
-        .filter(|d| d.file_name().is_some_and(|n| n == "build"))
-        .unwrap_or_else(|| {
-            panic!(
-                "OUT_DIR {} is not <target>/<profile>/build/<pkg>/out",
-                out_dir.display()
-            )
-        });
-    let profile = build.parent().unwrap();
-    let above = profile.parent().unwrap();
-    let triple = env::var("TARGET").unwrap_or_default();
-    if above.file_name().is_some_and(|n| n == triple.as_str()) {
-        above.parent().unwrap().to_path_buf()
-    } else {
-        above.to_path_buf()
-    }
-}
-
-/// The plugins of `dir`: every subdirectory holding a `plugin.toml`.
-fn plugin_dirs(dir: &Path) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(dir)
-        .unwrap_or_else(|e| panic!("cannot read {}: {e}", dir.display()))
-        .filter_map(|e| e.ok())
-        .filter(|e| e.path().join("plugin.toml").is_file())
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .collect();
-    names.sort();
-    names
-}
-
 /// The `world` of a plugin manifest.
 fn world_of(manifest: &Path) -> String {
     let text = std::fs::read_to_string(manifest)
@@ -144,6 +110,18 @@ fn world_of(manifest: &Path) -> String {
         .and_then(toml::Value::as_str)
         .unwrap_or_else(|| panic!("{} has no world", manifest.display()))
         .to_owned()
+}
+
+/// Whether a plugin manifest grants outbound HTTP (`[wasi]
+/// allowed_outbound_hosts` not empty).
+fn grants_outbound(manifest: &Path) -> bool {
+    let text = std::fs::read_to_string(manifest).unwrap_or_default();
+    let table: toml::Table = text.parse().unwrap_or_default();
+    table
+        .get("wasi")
+        .and_then(|w| w.get("allowed_outbound_hosts"))
+        .and_then(toml::Value::as_array)
+        .is_some_and(|hosts| !hosts.is_empty())
 }
 
 /// Builds every `plugins/python/<name>/` (an `app.py` + `plugin.toml`) into
@@ -210,7 +188,9 @@ fn build_python(wit: &Path, dir: &Path, target_dir: &Path) -> Vec<(String, PathB
 
 /// Builds every `plugins/js/<name>/` (an `app.js` + `plugin.toml`) into
 /// `<target>/wasm-plugins/js/<name>.wasm` with componentize-js, installed by
-/// `npm ci` from the lock file; returns (name, component, manifest) for each.
+/// `npm ci` from the lock file, with `-d http fetch-event` (no `fetch`) unless
+/// the manifest grants outbound hosts; returns (name, component, manifest)
+/// for each.
 fn build_js(wit: &Path, dir: &Path, target_dir: &Path) -> Vec<(String, PathBuf, PathBuf)> {
     let names = plugin_dirs(dir);
     if names.is_empty() {
@@ -248,11 +228,22 @@ fn build_js(wit: &Path, dir: &Path, target_dir: &Path) -> Vec<(String, PathBuf, 
         println!("cargo:rerun-if-changed={}", src.display());
         let world = world_of(&manifest);
         let wasm = out_dir.join(format!("{name}.wasm"));
+        // StarlingMonkey's `http` feature is `fetch`: without it (`-d http`)
+        // the wasi:http imports stay (the world has them) but calling `fetch`
+        // traps. Kept only for a plugin whose manifest grants outbound hosts
+        // (`alert-webhook-js`); the others stay built as they were.
+        let disabled: &[&str] = if grants_outbound(&manifest) {
+            &["fetch-event"]
+        } else {
+            &["http", "fetch-event"]
+        };
         let status = Command::new(&tool)
             .arg(src.join("app.js"))
             .arg("--wit")
             .arg(wit)
-            .args(["-n", &world, "-d", "http", "fetch-event", "-o"])
+            .args(["-n", &world, "-d"])
+            .args(disabled)
+            .arg("-o")
             .arg(&wasm)
             .status()
             .expect("cannot run componentize-js");

@@ -20,9 +20,9 @@
 //! event counts (default 1.0).
 
 mod support;
-use support::median;
+use support::{median, Busy};
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -62,32 +62,6 @@ fn rss() -> u64 {
     exesdb_host::health::node::read_figures(std::path::Path::new("/"))
         .map(|f| f.process_rss_bytes)
         .unwrap_or(0)
-}
-
-/// A spinning thread that keeps one core busy until dropped.
-struct Busy(Arc<AtomicBool>, Option<std::thread::JoinHandle<()>>);
-
-impl Busy {
-    fn start() -> Busy {
-        let stop = Arc::new(AtomicBool::new(false));
-        let s = Arc::clone(&stop);
-        let t = std::thread::spawn(move || {
-            let mut x = 0u64;
-            while !s.load(Ordering::Relaxed) {
-                x = std::hint::black_box(x.wrapping_add(1));
-            }
-        });
-        Busy(stop, Some(t))
-    }
-}
-
-impl Drop for Busy {
-    fn drop(&mut self) {
-        self.0.store(true, Ordering::Relaxed);
-        if let Some(t) = self.1.take() {
-            let _ = t.join();
-        }
-    }
 }
 
 async fn start_host(dir: &std::path::Path) -> Host {

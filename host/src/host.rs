@@ -20,7 +20,6 @@ use crate::config::{Config, ConsoleFormat};
 use crate::emitter::{Emitters, Start, Stores, SubscriptionSpec, Target};
 use crate::health::{Announcer, ComponentReport, Reporter, StoreTrackers};
 use crate::integration::{topics, Integration};
-use crate::messages::alerts::{AlertCategory, Severity};
 use crate::messages::system::LifecycleEvent;
 use crate::metrics::{Publisher, StoreCollectors};
 use crate::runtime::{Manifest, PluginError, Plugins, Runtime};
@@ -96,13 +95,22 @@ impl Host {
             .monitor(&store)
             .map_err(|e| anyhow::anyhow!("cannot open the default store: {e}"))?;
         let runtime = Runtime::with_config(&config.runtime)?;
-        let plugins = Arc::new(Plugins::with_monitoring(
-            runtime,
-            bus.clone(),
-            config.plugins.max_batch,
-            Arc::clone(&default.health),
-            default.metrics,
-        ));
+        let state_db = crate::store::kv::KeyValueDb::open(
+            std::path::Path::new(&config.stores.data_dir),
+            config.stores.durability,
+        )
+        .map_err(|e| anyhow::anyhow!("cannot open the plugins' state: {e}"))?;
+        let plugins = Arc::new(
+            Plugins::with_monitoring(
+                runtime,
+                bus.clone(),
+                config.plugins.max_batch,
+                Arc::clone(&default.health),
+                default.metrics,
+            )
+            .with_state_db(state_db),
+        );
+        plugins.set_outbound_breaker(&config.health_monitoring);
         let emitters = Emitters::new(
             Arc::clone(&stores),
             default.health,
@@ -121,7 +129,7 @@ impl Host {
             Arc::clone(&emitters),
             store.clone(),
         ))];
-        load_plugins(&config, &plugins, &integration).await;
+        load_plugins(&config, &plugins).await;
         let watcher = start_watcher(&config, &plugins);
         let api = match config.api.listen.parse::<std::net::SocketAddr>() {
             Ok(addr) => {
@@ -321,7 +329,7 @@ impl Signals {
 /// Loads the bundled plugins and the plugins directory, reporting (not
 /// failing on) each plugin that cannot load, then installs the console's
 /// formatter plugin if the config names one.
-async fn load_plugins(config: &Config, plugins: &Arc<Plugins>, integration: &Integration) {
+async fn load_plugins(config: &Config, plugins: &Arc<Plugins>) {
     let mut results = Vec::new();
     if config.plugins.bundled {
         for b in crate::artifacts::BUNDLED {
@@ -337,20 +345,7 @@ async fn load_plugins(config: &Config, plugins: &Arc<Plugins>, integration: &Int
         results.extend(plugins.load_dir(Path::new(&config.plugins.dir)));
     }
     for err in results.into_iter().filter_map(Result::err) {
-        tracing::error!(class = "failure", "❌ PLUGIN NOT LOADED: {err}");
-        let mut metadata = serde_json::Map::new();
-        metadata.insert("error".into(), err.to_string().into());
-        if let Some(p) = err.plugin() {
-            metadata.insert("plugin".into(), p.into());
-        }
-        let _ = integration
-            .raise_alert(
-                AlertCategory::System,
-                Severity::Error,
-                "Plugin failed to load",
-                metadata,
-            )
-            .await;
+        plugins.report_not_loaded(&err);
     }
     if let ConsoleFormat::Plugin(name) = &config.console.format {
         match (plugins.formatter(name), crate::logging::installed()) {
@@ -432,6 +427,17 @@ impl crate::logging::LineFormatter for FormatterProxy {
     ) -> Option<String> {
         let f = self.plugins.upgrade()?.formatter(&self.name)?;
         crate::logging::LineFormatter::format(&*f, entry, timestamp_ms, node)
+    }
+
+    fn format_batch(
+        &self,
+        entries: &[(crate::messages::logging::LogEntry, u64)],
+        node: &str,
+    ) -> Vec<Option<String>> {
+        match self.plugins.upgrade().and_then(|p| p.formatter(&self.name)) {
+            Some(f) => crate::logging::LineFormatter::format_batch(&*f, entries, node),
+            None => vec![None; entries.len()],
+        }
     }
 }
 

@@ -73,6 +73,9 @@ pub struct ApiState {
     pub(crate) alerts: Arc<alerts::AlertBook>,
     /// When the node started, and its CPU sampler, for `GET /v1/node`.
     pub(crate) clock: node::NodeClock,
+    /// What `GET /v1/node` reports the components' health with: the bus,
+    /// the runtime and the stores, as the periodic health report does.
+    pub(crate) reporter: crate::health::Reporter,
 }
 
 impl ApiState {
@@ -100,14 +103,16 @@ impl ApiState {
             }
         }
         let alerts = alerts::AlertBook::new(&bus).map_err(|e| format!("the alert book: {e}"))?;
+        let stores = Arc::clone(emitters.stores());
         Ok(ApiState {
             reports: report::ClientReports::new(bus.clone()),
             alerts,
             clock: node::NodeClock::new(),
+            reporter: node::reporter(&bus, &plugins, &stores),
             stream_slots: Arc::new(tokio::sync::Semaphore::new(config.max_stream_clients)),
             bus,
             plugins,
-            stores: Arc::clone(emitters.stores()),
+            stores,
             emitters,
             config,
             auth,

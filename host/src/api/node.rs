@@ -1,7 +1,8 @@
 //! `GET /v1/node`: this node at a glance — name, version, uptime, the
 //! process's resident memory and CPU, the machine's load, memory and disk,
 //! and the `ComponentHealth` of the bus, the runtime and the stores, as the
-//! periodic health report computes them (read now, not cached).
+//! periodic health report computes them (read now, not cached, by a
+//! [`Reporter`] made once with the gateway's state).
 
 use std::sync::Arc;
 
@@ -14,8 +15,11 @@ use serde_json::{json, Value};
 use super::auth::{Need, Principal};
 use super::error::ApiError;
 use super::ApiState;
+use crate::bus::Bus;
+use crate::emitter::Stores;
 use crate::health::node::{node_health, read_figures, CpuSampler, Thresholds};
 use crate::health::{ComponentReport, Reporter, StoreTrackers};
+use crate::runtime::Plugins;
 
 /// When the node started and its CPU sampler (each answer gives the CPU
 /// used since the previous one).
@@ -41,6 +45,18 @@ impl Default for NodeClock {
     }
 }
 
+/// The reporter `GET /v1/node` reads from, made once with the gateway's
+/// state: the `ComponentHealth` of the bus, the plugin runtime and the
+/// stores, and the disk usage of the stores' data directory.
+pub(crate) fn reporter(bus: &Bus, plugins: &Arc<Plugins>, stores: &Arc<Stores>) -> Reporter {
+    Reporter {
+        stores: Arc::clone(stores) as Arc<dyn StoreTrackers>,
+        bus: bus.clone(),
+        components: vec![Arc::clone(plugins) as Arc<dyn ComponentReport>],
+        disk_path: stores.data_dir().to_owned(),
+    }
+}
+
 /// `GET /v1/node` → `{"node", "version", "started_at", "uptime_secs",
 /// "pid", "rss_bytes", "cpu_percent", "cpus", "load_avg",
 /// "memory_used_fraction", "disk_used_fraction", "status", "components":
@@ -51,12 +67,7 @@ pub async fn node(
     Extension(who): Extension<Principal>,
 ) -> Result<Json<Value>, ApiError> {
     state.require(&who, &Need::Read, "the node")?;
-    let reporter = Reporter {
-        stores: Arc::clone(&state.stores) as Arc<dyn StoreTrackers>,
-        bus: state.bus.clone(),
-        components: vec![Arc::clone(&state.plugins) as Arc<dyn ComponentReport>],
-        disk_path: state.stores.data_dir().to_owned(),
-    };
+    let reporter = &state.reporter;
     let figures = read_figures(&reporter.disk_path).map_err(|e| {
         ApiError::new(
             axum::http::StatusCode::SERVICE_UNAVAILABLE,

@@ -8,6 +8,10 @@
 //!   `security` and a failed `AccessLog` on `audit` — the first refusal of
 //!   a cause from a client at once, the following ones of that second as
 //!   one report with `metadata.count` (flushed every second).
+//!
+//! Reports are published with [`send_now`]: a request never waits on a
+//! subscriber, and a report that cannot be published is logged, not
+//! returned.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -17,7 +21,7 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 
 use crate::bus::Bus;
-use crate::integration::topics;
+use crate::integration::{send_now, topics};
 use crate::messages::alerts::Severity;
 use crate::messages::audit::AccessLog;
 use crate::messages::security::{AccessViolation, AuthEvent, AuthEventType};
@@ -137,7 +141,8 @@ impl ClientReports {
             r.action,
             r.resource
         );
-        self.send(
+        send_now(
+            &self.bus,
             &topics::access_violation(who),
             &AccessViolation {
                 user_id: who.to_owned(),
@@ -149,7 +154,8 @@ impl ClientReports {
                 metadata,
             },
         );
-        self.send(
+        send_now(
+            &self.bus,
             &topics::audit_access_log("api"),
             &AccessLog {
                 user_id: who.to_owned(),
@@ -170,7 +176,8 @@ impl ClientReports {
             metadata.insert("count".into(), r.count.into());
             metadata.insert("reason".into(), r.resource.clone().into());
         }
-        self.send(
+        send_now(
+            &self.bus,
             &topics::auth(event),
             &AuthEvent {
                 user_id: who.to_owned(),
@@ -181,11 +188,5 @@ impl ClientReports {
                 metadata,
             },
         );
-    }
-
-    fn send<K: crate::messages::MessageKind>(&self, topic: &str, payload: &K) {
-        if let Err(e) = self.bus.publish_typed_now(topic, payload) {
-            tracing::warn!("API report {} not published: {e}", K::KIND);
-        }
     }
 }

@@ -7,6 +7,8 @@
 
 use std::collections::HashMap;
 
+use smallvec::SmallVec;
+
 use super::topic::Segment;
 
 /// Entries stored at the node of one pattern.
@@ -139,8 +141,14 @@ impl<V> PatternTrie<V> {
 
     /// Calls `f` for every entry whose pattern matches `topic` (a valid topic).
     pub(crate) fn for_each_match<'a>(&'a self, topic: &str, f: &mut impl FnMut(&'a V)) {
-        let segments: smallvec_free::Segs<'_> = smallvec_free::split(topic);
-        Self::walk(&self.root, segments.as_slice(), f);
+        // Topics rarely have more than 8 segments: no allocation for those.
+        // Pushed one by one: `collect()` measured 1.3-1.8x slower for short
+        // topics (docs/benchmarks.md, issue #13).
+        let mut segments: SmallVec<[&str; 8]> = SmallVec::new();
+        for segment in topic.split(':') {
+            segments.push(segment);
+        }
+        Self::walk(&self.root, &segments, f);
     }
 
     fn walk<'a>(node: &'a Node<V>, segs: &[&str], f: &mut impl FnMut(&'a V)) {
@@ -156,38 +164,6 @@ impl<V> PatternTrie<V> {
         if let Some(child) = node.star.as_deref() {
             Self::walk(child, tail, f);
         }
-    }
-}
-
-/// Splitting a topic into segments without allocating for common depths.
-mod smallvec_free {
-    const INLINE: usize = 8;
-
-    pub(super) enum Segs<'a> {
-        Inline([&'a str; INLINE], usize),
-        Heap(Vec<&'a str>),
-    }
-
-    impl<'a> Segs<'a> {
-        pub(super) fn as_slice(&self) -> &[&'a str] {
-            match self {
-                Segs::Inline(a, n) => &a[..*n],
-                Segs::Heap(v) => v,
-            }
-        }
-    }
-
-    pub(super) fn split(topic: &str) -> Segs<'_> {
-        let mut arr = [""; INLINE];
-        let mut n = 0;
-        for part in topic.split(':') {
-            if n == INLINE {
-                return Segs::Heap(topic.split(':').collect());
-            }
-            arr[n] = part;
-            n += 1;
-        }
-        Segs::Inline(arr, n)
     }
 }
 

@@ -8,6 +8,7 @@ mod scaffold;
 
 use crate::config::Config;
 use crate::host::Host;
+use crate::runtime::World;
 
 mod remote;
 mod store;
@@ -222,9 +223,9 @@ pub enum PluginAction {
         /// Its language.
         #[arg(long, value_enum)]
         lang: scaffold::Lang,
-        /// Its world.
-        #[arg(long, default_value = "subscriber")]
-        world: String,
+        /// Its world: subscriber, alert-escalator or log-formatter.
+        #[arg(long, default_value = "subscriber", value_parser = world)]
+        world: World,
         /// Where to create it.
         #[arg(long, default_value = ".")]
         dir: PathBuf,
@@ -246,6 +247,17 @@ pub enum PluginAction {
         /// The component.
         file: PathBuf,
     },
+}
+
+/// `--world NAME`: a world by the name manifests use (`World`'s serde
+/// names), checked while the arguments are parsed.
+fn world(name: &str) -> Result<World, String> {
+    use serde::de::{value::StrDeserializer, IntoDeserializer};
+    use serde::Deserialize;
+    let text: StrDeserializer<'_, serde::de::value::Error> = name.into_deserializer();
+    World::deserialize(text).map_err(|_| {
+        format!("unknown world `{name}`: subscriber, alert-escalator or log-formatter")
+    })
 }
 
 /// Runs the command line; returns the process exit code.
@@ -281,12 +293,6 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 },
             ..
         } => {
-            let world: crate::runtime::World =
-                toml::Value::String(world.clone()).try_into().map_err(|_| {
-                    anyhow::anyhow!(
-                        "unknown world `{world}`: subscriber, alert-escalator or log-formatter"
-                    )
-                })?;
             let wit = wit.unwrap_or_else(|| PathBuf::from(crate::artifacts::WIT_DIR));
             let root = scaffold::new(&name, lang, world, &dir, &wit)?;
             println!("created {}", root.display());
@@ -468,5 +474,57 @@ fn print_table(json: &str) {
             n("restarts"),
             crate::runtime::one_line(&s("last_error"))
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn new_with_world(world: &str) -> Result<World, String> {
+        let cli = Cli::try_parse_from([
+            "exesdb-host",
+            "plugin",
+            "new",
+            "x",
+            "--lang",
+            "rust",
+            "--world",
+            world,
+        ])
+        .map_err(|e| e.to_string())?;
+        match cli.command {
+            Command::Plugin {
+                action: PluginAction::New { world, .. },
+                ..
+            } => Ok(world),
+            other => panic!("parsed as {other:?}"),
+        }
+    }
+
+    #[test]
+    fn world_takes_the_manifest_names() {
+        for w in [
+            World::Subscriber,
+            World::AlertEscalator,
+            World::LogFormatter,
+        ] {
+            assert_eq!(new_with_world(w.as_str()), Ok(w));
+        }
+        let err = new_with_world("listener").unwrap_err();
+        assert!(err.contains("unknown world `listener`"), "{err}");
+        assert!(err.contains("--world"), "{err}");
+        let cli =
+            Cli::try_parse_from(["exesdb-host", "plugin", "new", "x", "--lang", "js"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Plugin {
+                action: PluginAction::New {
+                    world: World::Subscriber,
+                    ..
+                },
+                ..
+            }
+        ));
     }
 }

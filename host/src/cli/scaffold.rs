@@ -52,7 +52,7 @@ fn rust_source(world: World) -> &'static str {
     match world {
         World::Subscriber => {
             r##"//! A subscriber: publishes `custom.seen` on `diagnostics`/`seen:<name>` for every message.
-wit_bindgen::generate!({ world: "subscriber", path: WIT });
+wit_bindgen::generate!({ world: "subscriber", path: WIT, generate_all });
 use exesdb::plugin::host;
 use exesdb::plugin::types::{Channel, Error, LogLevel, Message};
 use exports::exesdb::plugin::handler::{BatchFailure, Guest};
@@ -82,7 +82,7 @@ export!(Plugin);
         }
         World::AlertEscalator => {
             r##"//! An alert escalator: escalates every alert that requires an ack to level1.
-wit_bindgen::generate!({ world: "alert-escalator", path: WIT });
+wit_bindgen::generate!({ world: "alert-escalator", path: WIT, generate_all });
 use exesdb::plugin::types::{Error, Message};
 use exports::exesdb::plugin::escalator::{Escalation, Guest, Level};
 
@@ -141,7 +141,7 @@ import json
 from componentize_py_types import Err
 from wit_world import exports
 from wit_world.exports.handler import BatchFailure
-from wit_world.imports import host, types
+from wit_world.imports import host, exesdb_plugin_types as types
 
 
 class Handler(exports.Handler):
@@ -215,7 +215,7 @@ fn js_source(world: World) -> &'static str {
     match world {
         World::Subscriber => {
             r##"// A subscriber: publishes `custom.seen` on `diagnostics`/`seen:<name>` for every message.
-import { log, pluginName, publish } from "exesdb:plugin/host@0.1.0";
+import { log, pluginName, publish } from "exesdb:plugin/host@0.2.0";
 
 function onMessage(m) {
   const payload = JSON.stringify({ id: m.id, topic: m.topic, kind: m.kind });
@@ -391,14 +391,16 @@ pub fn build(dir: &Path, wit: &Path) -> anyhow::Result<PathBuf> {
                 .arg(dir.join("app.js"))
                 .arg("--wit")
                 .arg(wit)
-                .args([
-                    "-n",
-                    manifest.world.as_str(),
-                    "-d",
-                    "http",
-                    "fetch-event",
-                    "-o",
-                ])
+                .args(["-n", manifest.world.as_str(), "-d"])
+                // StarlingMonkey's `http` feature is `fetch`: kept for a
+                // plugin granted outbound hosts, left out otherwise (a
+                // smaller component; `fetch` then traps).
+                .args(if manifest.wasi.allowed_outbound_hosts.is_empty() {
+                    &["http", "fetch-event"][..]
+                } else {
+                    &["fetch-event"][..]
+                })
+                .arg("-o")
                 .arg(&out),
             "componentize-js",
         )?;
@@ -429,17 +431,14 @@ pub fn inspect(file: &Path) -> anyhow::Result<String> {
     let ty = component.component_type();
     let imports: Vec<String> = ty.imports(&engine).map(|(n, _)| n.to_owned()).collect();
     let exports: Vec<String> = ty.exports(&engine).map(|(n, _)| n.to_owned()).collect();
-    let world = [
-        World::Subscriber,
-        World::AlertEscalator,
-        World::LogFormatter,
-    ]
-    .into_iter()
-    .find(|w| exports.iter().any(|e| e == w.export()));
-    let version = exports.iter().chain(&imports).find_map(|n| {
-        n.strip_prefix("exesdb:plugin/")
-            .and_then(|r| r.split_once('@'))
-            .map(|(_, v)| v.to_owned())
+    let detected = crate::runtime::Contract::detect(exports.iter().map(String::as_str));
+    let world = detected.map(|(w, _)| w);
+    let version = detected.map(|(_, c)| c.version().to_owned()).or_else(|| {
+        exports.iter().chain(&imports).find_map(|n| {
+            n.strip_prefix("exesdb:plugin/")
+                .and_then(|r| r.split_once('@'))
+                .map(|(_, v)| v.to_owned())
+        })
     });
     let mut out = format!(
         "component: {}\nsize: {} bytes\n",

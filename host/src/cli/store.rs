@@ -26,6 +26,7 @@ use base64::Engine as _;
 use clap::{ArgGroup, Subcommand};
 use serde::Deserialize;
 use serde_json::{json, Value};
+use unicode_width::UnicodeWidthStr;
 
 use super::remote::{Remote, Unreachable};
 use crate::store::json::EventJson;
@@ -257,14 +258,18 @@ pub fn run(
             output(|out| {
                 writeln!(
                     out,
-                    "{:<width$}  {:>10}  {:>10}",
-                    "NAME", "VERSION", "EVENTS"
+                    "{}  {:>10}  {:>10}",
+                    Cell("NAME", width),
+                    "VERSION",
+                    "EVENTS"
                 )?;
                 for s in &streams {
                     writeln!(
                         out,
-                        "{:<width$}  {:>10}  {:>10}",
-                        s.name, s.version, s.event_count
+                        "{}  {:>10}  {:>10}",
+                        Cell(&s.name, width),
+                        s.version,
+                        s.event_count
                     )?;
                 }
                 Ok(())
@@ -293,9 +298,9 @@ fn subscriptions(store: &Store, action: SubscriptionAction) -> anyhow::Result<()
                 .unwrap_or(0);
             let width = width.max("NAME".len());
             output(|out| {
-                writeln!(out, "{:<width$}  {:>10}", "NAME", "CHECKPOINT")?;
+                writeln!(out, "{}  {:>10}", Cell("NAME", width), "CHECKPOINT")?;
                 for (name, position) in &checkpoints {
-                    writeln!(out, "{name:<width$}  {position:>10}")?;
+                    writeln!(out, "{}  {position:>10}", Cell(name, width))?;
                 }
                 Ok(())
             })
@@ -575,9 +580,21 @@ impl WireEvent {
     }
 }
 
-/// The width of a table cell, in characters.
+/// The width of a table cell on a terminal, in columns: a wide character
+/// (CJK, most emoji) takes two, a combining mark none (`unicode-width`; `{:<N}`
+/// pads by characters, which misaligns such names).
 fn cell_width(text: &str) -> usize {
-    text.chars().count()
+    UnicodeWidthStr::width(text)
+}
+
+/// A left-aligned table cell: the text, padded with spaces to `.1` columns.
+struct Cell<'a>(&'a str, usize);
+
+impl std::fmt::Display for Cell<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let pad = self.1.saturating_sub(cell_width(self.0));
+        write!(f, "{}{:pad$}", self.0, "")
+    }
 }
 
 fn by_number(e: &RecordedEvent) -> u64 {
@@ -695,5 +712,25 @@ fn output(write: impl FnOnce(&mut dyn Write) -> anyhow::Result<()>) -> anyhow::R
             None => Err(e),
         },
         Ok(()) => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cells_pad_to_terminal_columns() {
+        assert_eq!(cell_width("orders-1"), 8);
+        // Wide characters take two columns, a combining mark none.
+        assert_eq!(cell_width("注文-1"), 6);
+        assert_eq!(cell_width("e\u{301}"), 1);
+        assert_eq!(Cell("NAME", 8).to_string(), "NAME    ");
+        assert_eq!(Cell("注文", 6).to_string(), "注文  ");
+        assert_eq!(Cell("e\u{301}", 3).to_string(), "e\u{301}  ");
+        assert_eq!(
+            Cell("longer-than-width", 4).to_string(),
+            "longer-than-width"
+        );
     }
 }

@@ -1,13 +1,15 @@
 //! Configuration: an embedded default, an optional TOML file, and
 //! `EXESDB_<SECTION>__<KEY>` environment overrides, in that order.
 //!
-//! Unknown keys and bad values are errors that name the key
-//! (`health_monitoring.check_interval: invalid type: …`). The embedded
-//! default (`config/default.toml`, printed by `exesdb-host config`)
-//! documents every key.
+//! Unknown keys and bad values are errors that name the key and the layer
+//! that set it (``config key `health_monitoring.check_interval` (embedded
+//! default + environment; set by EXESDB_HEALTH_MONITORING__CHECK_INTERVAL):
+//! invalid type: …``). The embedded default (`config/default.toml`, printed
+//! by `exesdb-host config`) documents every key.
 
 mod sections;
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -75,7 +77,9 @@ pub enum ConfigError {
     Invalid {
         /// Dotted key path, e.g. `health_monitoring.check_interval`.
         key: String,
-        /// Where the value came from (a file, an environment variable, the default).
+        /// Where the value came from: the layers applied and, when a file or
+        /// a variable was applied, which of them set this key
+        /// (`embedded default + file host.toml; set by file host.toml`).
         origin: String,
         /// What is wrong.
         message: String,
@@ -113,15 +117,17 @@ impl Config {
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Config, ConfigError> {
         let mut table = parse_table(DEFAULT_TOML, Path::new("<embedded default>"))?;
-        let mut origin = "embedded default".to_owned();
+        let mut origins = Origins::new("embedded default");
         if let Some(path) = file {
             let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
                 path: path.to_owned(),
                 source,
             })?;
             let overlay = parse_table(&text, path)?;
+            let layer = format!("file {}", path.display());
+            origins.layer(&layer);
+            origins.set_all("", &overlay, &layer);
             merge(&mut table, overlay);
-            origin = format!("file {}", path.display());
         }
         let mut env_vars: Vec<(String, String)> = env
             .into_iter()
@@ -138,6 +144,7 @@ impl Config {
             }
             let section = section.to_ascii_lowercase();
             let key = key.to_ascii_lowercase();
+            origins.set(format!("{section}.{key}"), var.clone());
             let entry = table
                 .entry(section)
                 .or_insert_with(|| toml::Value::Table(Default::default()));
@@ -146,9 +153,9 @@ impl Config {
             }
         }
         if !env_vars.is_empty() {
-            origin = format!("{origin} + environment");
+            origins.layer("environment");
         }
-        Self::from_table(table, &origin)
+        Self::from_table(table, &origins)
     }
 
     /// Parses a complete configuration from TOML text (missing keys are errors).
@@ -157,27 +164,28 @@ impl Config {
     /// A [`ConfigError`] naming the key.
     pub fn from_toml_str(text: &str, origin: &str) -> Result<Config, ConfigError> {
         let table = parse_table(text, Path::new(origin))?;
-        Self::from_table(table, origin)
+        Self::from_table(table, &Origins::new(origin))
     }
 
-    fn from_table(table: toml::Table, origin: &str) -> Result<Config, ConfigError> {
+    fn from_table(table: toml::Table, origins: &Origins) -> Result<Config, ConfigError> {
         let config: Config =
             serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
+                let key = e.path().to_string();
                 ConfigError::Invalid {
-                    key: e.path().to_string(),
-                    origin: origin.to_owned(),
+                    origin: origins.of(&key),
+                    key,
                     message: e.inner().to_string(),
                 }
             })?;
-        config.check(origin)?;
+        config.check(origins)?;
         Ok(config)
     }
 
     /// Value checks serde cannot express.
-    fn check(&self, origin: &str) -> Result<(), ConfigError> {
+    fn check(&self, origins: &Origins) -> Result<(), ConfigError> {
         let invalid = |key: &str, message: &str| ConfigError::Invalid {
             key: key.to_owned(),
-            origin: origin.to_owned(),
+            origin: origins.of(key),
             message: message.to_owned(),
         };
         if self.node.name.trim().is_empty() {
@@ -270,6 +278,91 @@ impl Config {
             max_payload_bytes: self.bus.max_payload_bytes,
             count_published: self.metrics.enabled,
         }
+    }
+}
+
+/// Which layer set each key: the layers applied, in order, and for every key
+/// a file or a variable set, the last one that set it (as for the values).
+#[derive(Debug)]
+struct Origins {
+    /// `embedded default + file host.toml + environment`.
+    layers: String,
+    /// Dotted key (`health_monitoring.check_interval`; an array as a whole,
+    /// `api.tokens`) → `file host.toml` or `EXESDB_…`.
+    set_by: BTreeMap<String, String>,
+}
+
+impl Origins {
+    /// Only the first layer, which sets every key.
+    fn new(first: &str) -> Origins {
+        Origins {
+            layers: first.to_owned(),
+            set_by: BTreeMap::new(),
+        }
+    }
+
+    /// Names a further layer (once, however many keys it sets).
+    fn layer(&mut self, name: &str) {
+        self.layers = format!("{} + {name}", self.layers);
+    }
+
+    /// `key` was set by `source`.
+    fn set(&mut self, key: String, source: String) {
+        self.set_by.insert(key, source);
+    }
+
+    /// Every value in `table` (under `prefix`) was set by `source`.
+    fn set_all(&mut self, prefix: &str, table: &toml::Table, source: &str) {
+        for (k, v) in table {
+            let key = if prefix.is_empty() {
+                k.clone()
+            } else {
+                format!("{prefix}.{k}")
+            };
+            match v {
+                toml::Value::Table(t) => self.set_all(&key, t, source),
+                _ => self.set(key, source.to_owned()),
+            }
+        }
+    }
+
+    /// Where the value at `key` (a serde path: `a.b`, `a.b[0].c`) came
+    /// from, for an error about it.
+    fn of(&self, key: &str) -> String {
+        if self.set_by.is_empty() {
+            return self.layers.clone();
+        }
+        format!("{}; set by {}", self.layers, self.source(key))
+    }
+
+    fn source(&self, key: &str) -> String {
+        // The key, or the nearest enclosing key a layer set (an array's
+        // element is set with the array).
+        let mut k = key;
+        loop {
+            if let Some(source) = self.set_by.get(k) {
+                return source.clone();
+            }
+            match k.rfind(['.', '[']) {
+                Some(i) => k = &k[..i],
+                None => break,
+            }
+        }
+        // A table: whoever set keys inside it.
+        let inside: BTreeSet<&str> = self
+            .set_by
+            .iter()
+            .filter(|(k, _)| {
+                k.strip_prefix(key)
+                    .is_some_and(|rest| rest.starts_with('.'))
+            })
+            .map(|(_, source)| source.as_str())
+            .collect();
+        if inside.is_empty() {
+            let first = self.layers.split(" + ").next().unwrap_or_default();
+            return first.to_owned();
+        }
+        inside.into_iter().collect::<Vec<_>>().join(" or ")
     }
 }
 

@@ -153,3 +153,74 @@ fn the_origin_names_the_environment_once_however_many_variables() {
     assert_eq!(err.matches("environment").count(), 1, "{err}");
     assert!(err.contains("embedded default + environment"), "{err}");
 }
+
+#[test]
+fn the_origin_names_the_layer_that_set_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("host.toml");
+    std::fs::write(
+        &path,
+        "[health_monitoring]\ncheck_interval = 250\n[metrics]\ninterval_ms = 5\n",
+    )
+    .unwrap();
+    // The file's bad value: the file is named as the setter, not a variable.
+    let err = Config::load_with_env(Some(&path), env(&[("EXESDB_NODE__NAME", "node-a")]))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("metrics.interval_ms"), "{err}");
+    assert!(
+        err.contains(&format!("set by file {}", path.display())),
+        "{err}"
+    );
+    assert!(!err.contains("EXESDB_NODE__NAME"), "{err}");
+
+    // A variable's bad value in a section the file also sets: the variable.
+    std::fs::write(&path, "[health_monitoring]\ncheck_interval = 250\n").unwrap();
+    let err = Config::load_with_env(
+        Some(&path),
+        env(&[
+            ("EXESDB_HEALTH_MONITORING__UNHEALTHY_THRESHOLD", "0"),
+            ("EXESDB_NODE__NAME", "node-a"),
+        ]),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("health_monitoring.unhealthy_threshold"),
+        "{err}"
+    );
+    assert!(
+        err.contains("set by EXESDB_HEALTH_MONITORING__UNHEALTHY_THRESHOLD"),
+        "{err}"
+    );
+    assert!(
+        err.contains("file ") && err.contains("+ environment"),
+        "{err}"
+    );
+    assert!(!err.contains("EXESDB_NODE__NAME"), "{err}");
+
+    // An unknown key from a variable, and a key nobody overrode.
+    let err = Config::load_with_env(None, env(&[("EXESDB_HEALTH_MONITORING__BOGUS", "1")]))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("set by EXESDB_HEALTH_MONITORING__BOGUS"),
+        "{err}"
+    );
+    let err = Config::load_with_env(
+        None,
+        env(&[("EXESDB_HEALTH_MONITORING__COOLDOWN_MS", "999999999")]),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("health_monitoring.max_cooldown_ms")
+            && err.contains("set by embedded default"),
+        "{err}"
+    );
+    // No override at all: only the layer.
+    let err = Config::from_toml_str("[bus]\n", "printed")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("(printed)"), "{err}");
+}

@@ -27,6 +27,7 @@
 //! # });
 //! ```
 
+pub mod banner;
 mod stores;
 mod subscription;
 mod worker;
@@ -146,7 +147,12 @@ impl Emitters {
         let monitor = self.stores.monitor(&spec.store)?;
         let start_position = worker::initial_position(&store, &spec);
         let id = format!("emitter-{}", self.next.fetch_add(1, Ordering::Relaxed));
-        let shared = Arc::new(Shared::default());
+        // The position is the start until the worker moves it: a listing
+        // right after the spawn shows where it will begin, not 0.
+        let shared = Arc::new(Shared {
+            position: std::sync::atomic::AtomicU64::new(start_position),
+            ..Shared::default()
+        });
         let (stop, stop_rx) = tokio::sync::watch::channel(false);
         let subscriber = target.name().to_owned();
         // A plugin's worker reports its deliveries to the plugin's own

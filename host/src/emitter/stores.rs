@@ -12,6 +12,7 @@ use parking_lot::Mutex;
 use crate::bus::{Bus, Channel};
 use crate::health::HealthMonitoring;
 use crate::health::HealthTracker;
+use crate::integration::topics;
 use crate::messages::{Envelope, MessageError};
 use crate::metrics::MetricsCollector;
 use crate::store::{
@@ -41,7 +42,7 @@ pub struct Stores {
 }
 
 /// The envelope announcing a recorded event on `events`: topic
-/// `<store>:<stream>`, kind = the event type, payload = the recorded event,
+/// `<store>:<stream>` ([`topics::store_stream`]), kind = the event type, payload = the recorded event,
 /// timestamp = the event's `created` time (so a subscriber's latency is
 /// append → handled).
 ///
@@ -50,7 +51,7 @@ pub struct Stores {
 pub fn announcement(store: &str, e: &RecordedEvent, node: &str) -> Result<Envelope, MessageError> {
     let mut env = Envelope::serialised(
         Channel::Events,
-        format!("{store}:{}", e.stream_id),
+        topics::store_stream(store, &e.stream_id),
         e.event_type.clone(),
         e,
         node,
@@ -283,7 +284,7 @@ impl Stores {
             metadata,
             source_ip,
         };
-        let topic = crate::integration::topics::audit_data_change("stream");
+        let topic = topics::audit_data_change("stream");
         if let Err(e) = self.bus.publish_typed_now(&topic, &change) {
             tracing::warn!("DataChange of an append to {store}:{stream} not published: {e}");
         }

@@ -16,12 +16,13 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
+use super::banner::{activation_banner, termination_banner, Activation, Termination};
 use super::stores::{announcement, StoreMonitor};
 use super::subscription::{EmittedBatch, Start, SubscriptionSpec, Target};
 use crate::bus::Bus;
+use crate::health::announce::subscribed_health;
 use crate::health::{Gate, HealthInput};
 use crate::integration::topics;
-use crate::logging::format;
 use crate::messages::lifecycle::{ProcessEvent, ProcessLifecycle};
 use crate::metrics::SubscriptionMetrics;
 use crate::runtime::Plugins;
@@ -81,7 +82,7 @@ enum Outcome {
 
 impl EmitterWorker {
     fn topic(&self) -> String {
-        format!("{}:{}", self.spec.store, self.spec.selector)
+        topics::store_stream(&self.spec.store, &self.spec.selector.to_string())
     }
 
     fn lifecycle(&self, event: ProcessEvent, reason: Option<String>) {
@@ -166,7 +167,7 @@ impl EmitterWorker {
             None => format!("{} (transient subscription)", self.id),
         };
         let subscriber = self.subscriber_label();
-        let (title, body) = format::activation_banner(&format::Activation {
+        let (title, body) = activation_banner(&Activation {
             topic: &self.topic(),
             store: &self.spec.store,
             worker: &worker,
@@ -183,7 +184,7 @@ impl EmitterWorker {
                 emitter = self.id.as_str(),
                 subscriber = self.target.name(),
                 "{}",
-                format::subscribed_health(&self.spec.store)
+                subscribed_health(&self.spec.store)
             );
         }
         self.lifecycle(ProcessEvent::Started, None);
@@ -265,7 +266,7 @@ impl EmitterWorker {
             self.id,
             self.shared.delivered.load(Ordering::Relaxed)
         );
-        let (title, body) = format::termination_banner(&format::Termination {
+        let (title, body) = termination_banner(&Termination {
             reason: &reason,
             store: &self.spec.store,
             selector: &selector,

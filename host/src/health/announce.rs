@@ -21,7 +21,19 @@ use parking_lot::Mutex;
 use super::sources::StoreTrackers;
 use crate::bus::{Bus, Channel, Pattern, Segment, Subscriber, SubscriberId};
 use crate::integration::topics;
-use crate::logging::format;
+
+/// `🩺 SUBSCRIBED to health events for store: my_store`: printed by the
+/// [`Announcer`], and by each emitter worker as it starts (it follows its
+/// store's health through the tracker).
+pub fn subscribed_health(store: &str) -> String {
+    format!("🩺 SUBSCRIBED to health events for store: {store}")
+}
+
+/// `📈 SUBSCRIBED to metrics events for store: my_store`: printed by the
+/// [`Announcer`].
+pub fn subscribed_metrics(store: &str) -> String {
+    format!("📈 SUBSCRIBED to metrics events for store: {store}")
+}
 
 /// Which of a store's event families a subscriber subscribed to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -157,8 +169,8 @@ impl Announcer {
         drop(seen);
         for a in &out {
             let line = match a.family {
-                Family::Health => format::subscribed_health(&a.store),
-                Family::Metrics => format::subscribed_metrics(&a.store),
+                Family::Health => subscribed_health(&a.store),
+                Family::Metrics => subscribed_metrics(&a.store),
             };
             tracing::info!(
                 class = "success",
@@ -205,6 +217,18 @@ mod tests {
         fn open_stores(&self) -> Vec<crate::store::Store> {
             Vec::new()
         }
+    }
+
+    #[test]
+    fn subscribed_lines() {
+        assert_eq!(
+            subscribed_health("my_store"),
+            "🩺 SUBSCRIBED to health events for store: my_store"
+        );
+        assert_eq!(
+            subscribed_metrics("my_store"),
+            "📈 SUBSCRIBED to metrics events for store: my_store"
+        );
     }
 
     #[test]

@@ -23,7 +23,7 @@ use super::breaker::{Breaker, Gate, Transition};
 use super::HealthMonitoring;
 use crate::bus::Bus;
 use crate::integration::{send_now, send_now_with, topics, Correlation};
-use crate::logging::format;
+use crate::logging::lines::{health_event, health_summary};
 use crate::messages::tracking::{
     BreakerState, HealthEventType, HealthSummary, SubscriptionHealth, SubscriptionStatus,
 };
@@ -304,7 +304,7 @@ impl HealthTracker {
         tracing::info!(
             class = "health",
             "{}",
-            format::health_summary(&self.store, summary.healthy, summary.total)
+            health_summary(&self.store, summary.healthy, summary.total)
         );
         send_now(&self.bus, &topics::health_summary(&self.store), &summary);
         summary
@@ -339,7 +339,7 @@ impl HealthTracker {
         tracing::info!(
             class = "health",
             "{}",
-            format::health_event(&s.name, event.as_str(), &meta)
+            health_event(&s.name, event.as_str(), &meta)
         );
         // Caused by `cause`: its id as causation id, its correlation id (if
         // any) as correlation id.
@@ -378,11 +378,33 @@ impl HealthTracker {
                 .clone()
                 .unwrap_or_else(|| s.status.as_str().to_owned()),
         };
-        let line = format::health_impact(&s.name, shown, &reason);
+        let line = health_impact(&s.name, shown, &reason);
         if healthy {
             tracing::info!(class = "health", "{line}");
         } else {
             tracing::warn!(class = "failure", "{line}");
         }
+    }
+}
+
+/// `🏥 HEALTH IMPACT: subscription_name is HEALTHY (registration_success)`:
+/// logged when a subscription's status changes.
+fn health_impact(subscription: &str, status: &str, reason: &str) -> String {
+    format!(
+        "🏥 HEALTH IMPACT: {subscription} is {} ({reason})",
+        status.to_ascii_uppercase()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn health_impact_line() {
+        assert_eq!(
+            health_impact("subscription_name", "healthy", "registration_success"),
+            "🏥 HEALTH IMPACT: subscription_name is HEALTHY (registration_success)"
+        );
     }
 }

@@ -50,7 +50,8 @@
 //!
 //! # Synchronous reporters
 //! The host's own reporters, which must neither wait nor fail (the health
-//! tracker and reporter, the metrics collector and publisher), publish with
+//! tracker and reporter, the metrics collector and publisher, the gateway's
+//! reports of its clients), publish with
 //! [`send_now`] and [`send_now_with`] (ids from a [`Correlation`]): never
 //! waiting, and logging a warning instead of returning an error.
 //!
@@ -170,7 +171,8 @@ impl Correlation {
 /// waiting (as [`Bus::publish_typed_now`]); a failure is logged as a warning,
 /// `<Kind> not published on <topic>: <error>`, not returned. For the host's
 /// own synchronous reporters (the health tracker and reporter, the metrics
-/// collector and publisher), which must neither wait nor fail.
+/// collector and publisher, the gateway's client reports), which must
+/// neither wait nor fail.
 pub fn send_now<K: MessageKind>(bus: &Bus, topic: &str, payload: &K) {
     send_now_with(bus, topic, payload, &Correlation::default());
 }

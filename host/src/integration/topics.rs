@@ -4,9 +4,8 @@
 //! `integration` sits in layer 3 (see `docs/architecture.md`), below
 //! `store`, `logging`, `health` and `metrics`, so the host's own reporters
 //! build their topics here as the helpers of
-//! [`Integration`](super::Integration) do, never by hand. (The `events`
-//! channel's `<store>:<stream>` topics are the stores' own, built where
-//! appends are announced.)
+//! [`Integration`](super::Integration) do, never by hand; so do the stores,
+//! whose appends are announced on `events` under [`store_stream`].
 //!
 //! The helpers' topics:
 //!
@@ -46,6 +45,7 @@
 //! | metrics collector | `MetricsSummary` | `metrics_summary:<store>` |
 //! | metrics publisher | `PerformanceAnalysis`, `ResourceUsage`, `LogSummary` | `performance_analysis:<component>`, `resource_usage:<component>`, `log_summary`, `log_summary:<module>` |
 //! | log bridge | `LogEntry` | `log:<level>` |
+//! | stores (`emitter::Stores`) | the event's type, on `events` | `<store>:<stream>` |
 //!
 //! Each builder inserts its argument verbatim: an argument holding `:` adds
 //! segments, and an empty one or one holding whitespace makes the topic
@@ -55,6 +55,16 @@
 use crate::messages::alerts::AlertCategory;
 use crate::messages::logging::LogLevel;
 use crate::messages::security::AuthEventType;
+
+// ---- events -----------------------------------------------------------------
+
+/// `<store>:<stream>`: on `events`, the announcement of an event appended to
+/// `stream` of `store` (kind: the event's type, payload: the recorded
+/// event). An emitter worker's activation banner names what it follows the
+/// same way, with its selector as the stream (`default:$all`).
+pub fn store_stream(store: &str, stream: &str) -> String {
+    format!("{store}:{stream}")
+}
 
 // ---- system -----------------------------------------------------------------
 
@@ -271,6 +281,7 @@ mod tests {
             subscription_health("default", "projector"),
             health_summary("default"),
             metrics_summary("default"),
+            store_stream("default", "orders-1"),
         ];
         for topic in &all {
             validate_topic(topic).unwrap();
@@ -283,5 +294,7 @@ mod tests {
         assert_eq!(all[8], "subscription_health:default:projector");
         assert_eq!(all[9], "health_summary:default");
         assert_eq!(all[10], "metrics_summary:default");
+        assert_eq!(all[11], "default:orders-1");
+        assert_eq!(store_stream("default", "$all"), "default:$all");
     }
 }

@@ -4,11 +4,27 @@
 //! A record may carry a `class` field (`success`, `failure`, `action`,
 //! `health`) choosing its colour; a record with a `banner` field is printed
 //! as a banner: the message is the title line, `banner` the body.
+//!
+//! # Through a formatter plugin
+//! Records reach the console from many threads, and a formatter formats
+//! one call at a time. So while a thread is formatting, the records other
+//! threads log wait in a queue; when its call returns, the same thread
+//! formats everything that queued meanwhile in one
+//! [`format_batch`](LineFormatter::format_batch) call (the plugin's WIT
+//! `format-batch`) and prints the lines in the order the records arrived.
+//! Each thread still returns from its record only once its line is
+//! printed, as without a queue. An entry the formatter cannot format (a
+//! trap, a failed batch formatted again line by line and failing again)
+//! is printed in the built-in format. (A record logged on the formatting
+//! thread while it formats, by the guest's own host calls, is not
+//! dispatched by `tracing`; should one reach the console, it is printed
+//! at once in the built-in format rather than wait for its own thread.)
 
+use std::cell::Cell;
 use std::io::Write;
 use std::sync::Arc;
 
-use parking_lot::{Mutex, RwLock};
+use parking_lot::{Condvar, Mutex, RwLock};
 use tracing::field::{Field, Visit};
 use tracing::{Event, Subscriber};
 use tracing_subscriber::layer::Context;
@@ -22,6 +38,79 @@ use crate::messages::logging::{LogEntry, LogLevel};
 pub trait LineFormatter: Send + Sync {
     /// The line, or `None` to fall back to the built-in format.
     fn format(&self, entry: &LogEntry, timestamp_ms: u64, node: &str) -> Option<String>;
+
+    /// Several entries at once, each with its time (milliseconds since the
+    /// epoch), in order: one line (or `None`, the built-in format) per
+    /// entry. The [`ConsoleLayer`] calls it with the records other threads
+    /// logged while the formatter was busy, which queue until the call in
+    /// progress returns; each of those threads returns once its line is
+    /// printed. By default, [`format`](Self::format) per entry.
+    fn format_batch(&self, entries: &[(LogEntry, u64)], node: &str) -> Vec<Option<String>> {
+        entries
+            .iter()
+            .map(|(entry, timestamp_ms)| self.format(entry, *timestamp_ms, node))
+            .collect()
+    }
+}
+
+thread_local! {
+    /// Whether this thread is printing the queue of a console's formatter.
+    static DRAINING: Cell<bool> = const { Cell::new(false) };
+}
+
+/// A record waiting for the formatter.
+#[derive(Debug)]
+struct Queued {
+    level: LogLevel,
+    target: String,
+    rec: Record,
+    now: chrono::DateTime<chrono::Utc>,
+}
+
+/// The records waiting for a formatter plugin, numbered in arrival order.
+#[derive(Debug, Default)]
+struct Queue {
+    waiting: Vec<Queued>,
+    /// Whether a thread is formatting and printing them.
+    draining: bool,
+    /// The number the next record gets.
+    next: u64,
+    /// Every record numbered below this one is printed.
+    printed: u64,
+}
+
+/// The queue and the signal that more of it is printed.
+#[derive(Debug, Default)]
+struct PluginQueue {
+    queue: Mutex<Queue>,
+    printed: Condvar,
+}
+
+/// Marks this thread as draining until dropped. When formatting or
+/// printing panicked, the drain ends and whatever is still queued is given
+/// up (its threads return), so that no thread waits forever.
+struct DrainGuard<'a>(&'a PluginQueue);
+
+impl<'a> DrainGuard<'a> {
+    fn new(queue: &'a PluginQueue) -> DrainGuard<'a> {
+        DRAINING.with(|d| d.set(true));
+        DrainGuard(queue)
+    }
+}
+
+impl Drop for DrainGuard<'_> {
+    fn drop(&mut self) {
+        DRAINING.with(|d| d.set(false));
+        if std::thread::panicking() {
+            // The lock is not held while formatting and printing.
+            let mut q = self.0.queue.lock();
+            q.draining = false;
+            q.waiting.clear();
+            q.printed = q.next;
+            drop(q);
+            self.0.printed.notify_all();
+        }
+    }
 }
 
 /// What a record carries, gathered from its fields.
@@ -100,6 +189,7 @@ pub struct ConsoleLayer {
     node: String,
     sink: Sink,
     plugin: Arc<RwLock<Option<Arc<dyn LineFormatter>>>>,
+    queue: PluginQueue,
 }
 
 impl std::fmt::Debug for ConsoleLayer {
@@ -120,6 +210,7 @@ impl ConsoleLayer {
             node,
             sink,
             plugin: Arc::default(),
+            queue: PluginQueue::default(),
         }
     }
 
@@ -128,7 +219,91 @@ impl ConsoleLayer {
         Arc::clone(&self.plugin)
     }
 
-    /// Renders one record as console text (with a trailing newline).
+    /// The installed formatter plugin, when the format is `plugin:<name>`.
+    fn formatter(&self) -> Option<Arc<dyn LineFormatter>> {
+        match &self.format {
+            ConsoleFormat::Plugin(_) => self.plugin.read().clone(),
+            _ => None,
+        }
+    }
+
+    fn write(&self, text: &str) {
+        let mut sink = self.sink.lock();
+        let _ = sink.write_all(text.as_bytes());
+        let _ = sink.flush();
+    }
+
+    /// Prints `record` through the formatter plugin: queued behind the
+    /// records already waiting, formatted and printed by whichever thread
+    /// is draining the queue, or by this one when none is. Returns once the
+    /// record is printed.
+    fn print_through_plugin(&self, record: Queued) {
+        let mut q = self.queue.queue.lock();
+        let number = q.next;
+        q.next += 1;
+        q.waiting.push(record);
+        if q.draining {
+            while q.printed <= number {
+                self.queue.printed.wait(&mut q);
+            }
+            return;
+        }
+        q.draining = true;
+        let _guard = DrainGuard::new(&self.queue);
+        loop {
+            let batch = std::mem::take(&mut q.waiting);
+            if batch.is_empty() {
+                // Under the lock: a record queued from now on is drained
+                // by its own thread.
+                q.draining = false;
+                return;
+            }
+            // The batch holds the records numbered from `printed` on.
+            let printed = q.printed + batch.len() as u64;
+            drop(q);
+            let text = self.format_queued(&batch);
+            self.write(&text);
+            q = self.queue.queue.lock();
+            q.printed = printed;
+            self.queue.printed.notify_all();
+        }
+    }
+
+    /// The console text of queued records: one formatter call for all of
+    /// them (`format` for one, `format_batch` for more), the built-in
+    /// format for each entry it does not format.
+    fn format_queued(&self, batch: &[Queued]) -> String {
+        let ms = |now: &chrono::DateTime<chrono::Utc>| {
+            u64::try_from(now.timestamp_millis()).unwrap_or(0)
+        };
+        let lines: Vec<Option<String>> = match self.formatter() {
+            None => Vec::new(),
+            Some(f) => {
+                let entries: Vec<(LogEntry, u64)> = batch
+                    .iter()
+                    .map(|r| (super::to_log_entry(r.level, &r.target, &r.rec), ms(&r.now)))
+                    .collect();
+                match entries.as_slice() {
+                    [(entry, ts)] => vec![f.format(entry, *ts, &self.node)],
+                    _ => f.format_batch(&entries, &self.node),
+                }
+            }
+        };
+        let mut text = String::new();
+        for (i, r) in batch.iter().enumerate() {
+            match lines.get(i).cloned().flatten() {
+                Some(line) => {
+                    text.push_str(&line);
+                    text.push('\n');
+                }
+                None => text.push_str(&self.render(r.level, &r.target, &r.rec, r.now)),
+            }
+        }
+        text
+    }
+
+    /// Renders one record in the built-in format (pretty or JSON) as
+    /// console text (with a trailing newline).
     pub(crate) fn render(
         &self,
         level: LogLevel,
@@ -136,15 +311,6 @@ impl ConsoleLayer {
         rec: &Record,
         now: chrono::DateTime<chrono::Utc>,
     ) -> String {
-        if let ConsoleFormat::Plugin(_) = &self.format {
-            if let Some(f) = self.plugin.read().clone() {
-                let entry = super::to_log_entry(level, target, rec);
-                let ts = u64::try_from(now.timestamp_millis()).unwrap_or(0);
-                if let Some(line) = f.format(&entry, ts, &self.node) {
-                    return line + "\n";
-                }
-            }
-        }
         if self.format == ConsoleFormat::Json {
             let mut obj = serde_json::Map::new();
             obj.insert(
@@ -192,14 +358,16 @@ impl<S: Subscriber> Layer<S> for ConsoleLayer {
         let mut rec = Record::default();
         event.record(&mut rec);
         let meta = event.metadata();
-        let text = self.render(
-            level_of(meta.level()),
-            meta.target(),
-            &rec,
-            chrono::Utc::now(),
-        );
-        let mut sink = self.sink.lock();
-        let _ = sink.write_all(text.as_bytes());
-        let _ = sink.flush();
+        let (level, now) = (level_of(meta.level()), chrono::Utc::now());
+        if !DRAINING.with(Cell::get) && self.formatter().is_some() {
+            self.print_through_plugin(Queued {
+                level,
+                target: meta.target().to_owned(),
+                rec,
+                now,
+            });
+            return;
+        }
+        self.write(&self.render(level, meta.target(), &rec, now));
     }
 }

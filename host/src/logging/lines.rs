@@ -3,9 +3,37 @@
 //! `SubscriptionHealth`), otherwise time, channel, topic, kind and payload.
 //! Shared by `exesdb-host tail` and the gateway's console view of a stream
 //! (the dashboard's live tail), so both read alike.
+//!
+//! Those three spec lines are built here, and the health tracker and the
+//! metrics collector log them with these same functions: `logging` sits
+//! below `health` and `metrics`, so the lines that both the console's view
+//! of a message and its publisher print live in the lower module. The
+//! other console formats live with what prints them: the `SUBSCRIBED` lines
+//! in `health::announce`, `HEALTH IMPACT` in the health tracker, `METRICS
+//! EVENT` in the metrics collector, the banners in `emitter::banner`.
 
-use super::{format, Class};
+use super::Class;
 use crate::messages::Envelope;
+
+/// `📈 HEALTH SUMMARY: Store my_store - 5/7 healthy subscriptions`: a
+/// `HealthSummary`.
+pub fn health_summary(store: &str, healthy: u64, total: u64) -> String {
+    format!("📈 HEALTH SUMMARY: Store {store} - {healthy}/{total} healthy subscriptions")
+}
+
+/// `📡 HEALTH EVENT: subscription_name -> event_type (metadata)`: a
+/// `SubscriptionHealth`.
+pub fn health_event(subscription: &str, event_type: &str, metadata: &str) -> String {
+    format!("📡 HEALTH EVENT: {subscription} -> {event_type} ({metadata})")
+}
+
+/// `📉 METRICS SUMMARY: Store my_store - 1250 eps, 50000 total, 12 active subs`:
+/// a `MetricsSummary`.
+pub fn metrics_summary(store: &str, eps: u64, total: u64, active_subs: u64) -> String {
+    format!(
+        "📉 METRICS SUMMARY: Store {store} - {eps} eps, {total} total, {active_subs} active subs"
+    )
+}
 
 /// A message as the console would show it: the spec's line for the kinds
 /// that have one, otherwise time, channel, topic, kind and payload.
@@ -17,10 +45,7 @@ pub fn message(env: &Envelope) -> (Class, String) {
             if let Ok(s) = env.decode::<HealthSummary>() {
                 return (
                     Class::Health,
-                    format!(
-                        "{time} {}",
-                        format::health_summary(&s.store, s.healthy, s.total)
-                    ),
+                    format!("{time} {}", health_summary(&s.store, s.healthy, s.total)),
                 );
             }
         }
@@ -30,7 +55,7 @@ pub fn message(env: &Envelope) -> (Class, String) {
                     Class::Plain,
                     format!(
                         "{time} {}",
-                        format::metrics_summary(
+                        metrics_summary(
                             &s.store,
                             s.events_per_second.round() as u64,
                             s.total_events,
@@ -42,7 +67,7 @@ pub fn message(env: &Envelope) -> (Class, String) {
         }
         "SubscriptionHealth" => {
             if let Ok(s) = env.decode::<SubscriptionHealth>() {
-                let text = format::health_event(
+                let text = health_event(
                     &s.subscription,
                     &format!("{:?}", s.event).to_lowercase(),
                     &format!("{:?}", s.status).to_lowercase(),
@@ -67,4 +92,25 @@ pub fn message(env: &Envelope) -> (Class, String) {
             env.payload_text()
         ),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spec_lines() {
+        assert_eq!(
+            health_event("sub_a", "registration_success", "attempt=1"),
+            "📡 HEALTH EVENT: sub_a -> registration_success (attempt=1)"
+        );
+        assert_eq!(
+            health_summary("my_store", 5, 7),
+            "📈 HEALTH SUMMARY: Store my_store - 5/7 healthy subscriptions"
+        );
+        assert_eq!(
+            metrics_summary("my_store", 1250, 50000, 12),
+            "📉 METRICS SUMMARY: Store my_store - 1250 eps, 50000 total, 12 active subs"
+        );
+    }
 }

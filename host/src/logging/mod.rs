@@ -4,12 +4,13 @@
 //! [`ConsoleLayer`] (spec formats and colours, honouring `NO_COLOR` and
 //! non-terminal output) and the [`BridgeLayer`] that publishes every record
 //! as a `LogEntry` on the `logging` channel, topic `log:<level>`.
-//! [`format`](mod@format) holds the spec's line formats and banners; [`summary`] the
-//! per-interval counts of records behind `LogSummary`.
+//! [`lines`] shows a bus message as one console line (the spec's lines of
+//! `HealthSummary`, `MetricsSummary` and `SubscriptionHealth` among them);
+//! [`summary`] the per-interval counts of records behind `LogSummary`.
+//! Each other console format lives with the module that prints it.
 
 mod bridge;
 mod console;
-pub mod format;
 pub mod lines;
 mod settings;
 mod style;

@@ -37,7 +37,7 @@ fn plain_lines_have_no_ansi_codes() {
         tracing::info!(
             class = "health",
             "{}",
-            format::health_summary("my_store", 5, 7)
+            lines::health_summary("my_store", 5, 7)
         );
     });
     assert!(!out.contains('\u{1b}'), "{out:?}");
@@ -60,15 +60,15 @@ fn coloured_lines_use_their_class() {
 
 #[test]
 fn banners_print_title_and_body() {
-    let (title, body) = format::activation_banner(&format::Activation {
-        topic: "s:x",
-        store: "s",
-        worker: "emitter-1",
-        thread: "main, tid 1, pid 1",
-        subscriber: "p (native handler)",
-    });
+    // A banner as `emitter::banner` makes one: a centred title, field lines.
+    let title = format!("{:^72}", "EMITTER WORKER ACTIVATION");
+    let body = "Topic:      \"s:x\"\n\
+                Store:      s\n\
+                Worker:     emitter-1\n\
+                Thread:     main, tid 1, pid 1\n\
+                Subscriber: p (native handler)\n";
     let out = capture(Painter::new(false), ConsoleFormat::Pretty, || {
-        tracing::info!(class = "success", banner = body.as_str(), "{title}");
+        tracing::info!(class = "success", banner = body, "{title}");
     });
     assert_eq!(out, format!("\n{title}\n\n{body}\n"));
 }
@@ -129,4 +129,99 @@ fn the_bridge_counts_records_by_level_and_module() {
     let own: Vec<_> = modules.keys().filter(|m| m.contains("logging")).collect();
     assert_eq!(own.len(), 1, "{modules:?}");
     assert_eq!(modules[own[0]].log_counts["info"], 2);
+}
+
+/// A formatter for the queue's tests: `format` gives `one: <message>`, the
+/// first call waiting at a gate (so that records queue meanwhile);
+/// `format_batch` gives `batch <i>/<n>: <message>`, nothing for a message
+/// holding `builtin`, and counts its calls.
+struct Fake {
+    gate: Mutex<Option<(std::sync::mpsc::Sender<()>, std::sync::mpsc::Receiver<()>)>>,
+    batches: Mutex<Vec<usize>>,
+}
+
+impl LineFormatter for Fake {
+    fn format(
+        &self,
+        entry: &crate::messages::logging::LogEntry,
+        _: u64,
+        _: &str,
+    ) -> Option<String> {
+        let gate = self.gate.lock().take();
+        if let Some((entered, open)) = gate {
+            entered.send(()).unwrap();
+            open.recv().unwrap();
+        }
+        Some(format!("one: {}", entry.message))
+    }
+
+    fn format_batch(
+        &self,
+        entries: &[(crate::messages::logging::LogEntry, u64)],
+        _: &str,
+    ) -> Vec<Option<String>> {
+        self.batches.lock().push(entries.len());
+        let n = entries.len();
+        entries
+            .iter()
+            .enumerate()
+            .map(|(i, (e, _))| {
+                (!e.message.contains("builtin")).then(|| format!("batch {i}/{n}: {}", e.message))
+            })
+            .collect()
+    }
+}
+
+#[test]
+fn a_plugin_console_formats_queued_records_in_one_batch() {
+    let (entered_tx, entered) = std::sync::mpsc::channel();
+    let (open, open_rx) = std::sync::mpsc::channel();
+    let fake = Arc::new(Fake {
+        gate: Mutex::new(Some((entered_tx, open_rx))),
+        batches: Mutex::default(),
+    });
+    let buf = Buf::default();
+    let layer = ConsoleLayer::new(
+        Painter::new(false),
+        ConsoleFormat::Plugin("fake".into()),
+        "node-t".into(),
+        sink_to(buf.clone()),
+    );
+    *layer.plugin_slot().write() = Some(Arc::clone(&fake) as Arc<dyn LineFormatter>);
+    let dispatch = tracing::Dispatch::new(tracing_subscriber::registry().with(layer));
+    let log = |message: &'static str| {
+        let dispatch = dispatch.clone();
+        std::thread::spawn(move || {
+            tracing::dispatcher::with_default(&dispatch, || tracing::info!("{message}"));
+        })
+    };
+
+    let first = log("first");
+    entered.recv().unwrap();
+    let more: Vec<_> = ["a", "builtin b", "c"]
+        .into_iter()
+        .map(|m| {
+            let t = log(m);
+            // One at a time, so that they queue in this order.
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            t
+        })
+        .collect();
+    assert!(buf.0.lock().is_empty(), "nothing printed while formatting");
+    open.send(()).unwrap();
+    first.join().unwrap();
+    for t in more {
+        t.join().unwrap();
+    }
+
+    assert_eq!(*fake.batches.lock(), [3]);
+    let out = String::from_utf8(buf.0.lock().clone()).unwrap();
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 4, "{out:?}");
+    assert_eq!(lines[0], "one: first");
+    // The queued ones, in the order they were logged.
+    assert_eq!(lines[1], "batch 0/3: a");
+    // An entry the batch leaves out: the built-in format.
+    assert!(lines[2].ends_with("INFO    builtin b"), "{out:?}");
+    assert_eq!(lines[3], "batch 2/3: c");
 }

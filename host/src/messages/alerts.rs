@@ -1,8 +1,6 @@
 //! Payloads of the `alerts` channel (`:ex_esdb_alerts`): critical alerts,
 //! their acknowledgement and their escalation.
 
-use std::fmt;
-
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Map, Value};
 
@@ -17,6 +15,8 @@ message_kinds! {
 /// How serious an alert (or finding) is, ordered `info < warning < error < critical`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[derive(strum::Display, strum::IntoStaticStr, strum::VariantArray)]
+#[strum(serialize_all = "snake_case")]
 pub enum Severity {
     /// Informational; no action needed.
     Info,
@@ -30,13 +30,8 @@ pub enum Severity {
 
 impl Severity {
     /// The snake_case wire name (`"critical"`).
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Severity::Info => "info",
-            Severity::Warning => "warning",
-            Severity::Error => "error",
-            Severity::Critical => "critical",
-        }
+    pub fn as_str(self) -> &'static str {
+        self.into()
     }
 
     /// Whether an alert of this severity needs acknowledging when the sender
@@ -46,15 +41,11 @@ impl Severity {
     }
 }
 
-impl fmt::Display for Severity {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
 /// The area an alert is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[derive(strum::Display, strum::IntoStaticStr, strum::VariantArray)]
+#[strum(serialize_all = "snake_case")]
 pub enum AlertCategory {
     /// Host or node problems.
     System,
@@ -70,26 +61,16 @@ pub enum AlertCategory {
 
 impl AlertCategory {
     /// The snake_case wire name (`"performance"`).
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            AlertCategory::System => "system",
-            AlertCategory::Performance => "performance",
-            AlertCategory::Security => "security",
-            AlertCategory::Data => "data",
-            AlertCategory::Network => "network",
-        }
-    }
-}
-
-impl fmt::Display for AlertCategory {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+    pub fn as_str(self) -> &'static str {
+        self.into()
     }
 }
 
 /// Escalation tier of an alert, ordered `level1 < level2 < level3`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[derive(strum::Display, strum::IntoStaticStr, strum::VariantArray)]
+#[strum(serialize_all = "snake_case")]
 pub enum EscalationLevel {
     /// First responders (on-call).
     Level1,
@@ -101,12 +82,8 @@ pub enum EscalationLevel {
 
 impl EscalationLevel {
     /// The snake_case wire name (`"level2"`).
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            EscalationLevel::Level1 => "level1",
-            EscalationLevel::Level2 => "level2",
-            EscalationLevel::Level3 => "level3",
-        }
+    pub fn as_str(self) -> &'static str {
+        self.into()
     }
 
     /// The next tier up, or `None` from the top tier.
@@ -116,12 +93,6 @@ impl EscalationLevel {
             EscalationLevel::Level2 => Some(EscalationLevel::Level3),
             EscalationLevel::Level3 => None,
         }
-    }
-}
-
-impl fmt::Display for EscalationLevel {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
     }
 }
 

@@ -1,8 +1,6 @@
 //! Payloads of the `audit` channel (`:ex_esdb_audit`): the audit trail for
 //! compliance — data changes, administrative actions and access records.
 
-use std::fmt;
-
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -17,6 +15,8 @@ message_kinds! {
 /// The kind of operation performed on a resource.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[derive(strum::Display, strum::IntoStaticStr, strum::VariantArray)]
+#[strum(serialize_all = "snake_case")]
 pub enum DataAction {
     /// The resource was created.
     Create,
@@ -30,19 +30,8 @@ pub enum DataAction {
 
 impl DataAction {
     /// The snake_case wire name (`"update"`).
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            DataAction::Create => "create",
-            DataAction::Update => "update",
-            DataAction::Delete => "delete",
-            DataAction::Read => "read",
-        }
-    }
-}
-
-impl fmt::Display for DataAction {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+    pub fn as_str(self) -> &'static str {
+        self.into()
     }
 }
 

@@ -1,6 +1,5 @@
 //! The ten PubSub channels: `events` plus the spec's nine dedicated instances.
 
-use std::fmt;
 use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
@@ -13,6 +12,8 @@ use serde::{Deserialize, Serialize};
 /// (`ex_esdb_health`, with or without a leading `:`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[derive(strum::Display, strum::IntoStaticStr, strum::VariantArray)]
+#[strum(serialize_all = "snake_case")]
 pub enum Channel {
     /// Store events, topic `<store>:<stream>`.
     Events,
@@ -52,19 +53,8 @@ impl Channel {
     ];
 
     /// The short name (`health`).
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Channel::Events => "events",
-            Channel::System => "system",
-            Channel::Health => "health",
-            Channel::Metrics => "metrics",
-            Channel::Lifecycle => "lifecycle",
-            Channel::Alerts => "alerts",
-            Channel::Audit => "audit",
-            Channel::Diagnostics => "diagnostics",
-            Channel::Security => "security",
-            Channel::Logging => "logging",
-        }
+    pub fn as_str(self) -> &'static str {
+        self.into()
     }
 
     /// The spec's PubSub instance name (`ex_esdb_health`).
@@ -81,12 +71,6 @@ impl Channel {
     /// subscriptions on them default to back-pressure instead of dropping.
     pub const fn is_lossless(self) -> bool {
         matches!(self, Channel::Audit | Channel::Security)
-    }
-}
-
-impl fmt::Display for Channel {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
     }
 }
 

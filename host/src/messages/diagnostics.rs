@@ -1,8 +1,6 @@
 //! Payloads of the `diagnostics` channel (`:ex_esdb_diagnostics`): debug
 //! traces and performance analyses for troubleshooting.
 
-use std::fmt;
-
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -17,6 +15,8 @@ message_kinds! {
 /// The kind of performance analysis performed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[derive(strum::Display, strum::IntoStaticStr, strum::VariantArray)]
+#[strum(serialize_all = "snake_case")]
 pub enum AnalysisType {
     /// Search for the slowest stage of a pipeline.
     Bottleneck,
@@ -30,19 +30,8 @@ pub enum AnalysisType {
 
 impl AnalysisType {
     /// The snake_case wire name (`"memory_leak"`).
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            AnalysisType::Bottleneck => "bottleneck",
-            AnalysisType::MemoryLeak => "memory_leak",
-            AnalysisType::CpuHotspot => "cpu_hotspot",
-            AnalysisType::IoAnalysis => "io_analysis",
-        }
-    }
-}
-
-impl fmt::Display for AnalysisType {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+    pub fn as_str(self) -> &'static str {
+        self.into()
     }
 }
 

@@ -1,8 +1,6 @@
 //! Payloads of the `health` channel (`:ex_esdb_health`): node, cluster and
 //! component health, and the results of individual health checks.
 
-use std::fmt;
-
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -18,6 +16,8 @@ message_kinds! {
 /// Overall health of a node, the cluster or a component.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[derive(strum::Display, strum::IntoStaticStr, strum::VariantArray)]
+#[strum(serialize_all = "snake_case")]
 pub enum HealthStatus {
     /// Everything is working normally.
     Healthy,
@@ -31,25 +31,16 @@ pub enum HealthStatus {
 
 impl HealthStatus {
     /// The snake_case wire name (`"degraded"`).
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            HealthStatus::Healthy => "healthy",
-            HealthStatus::Degraded => "degraded",
-            HealthStatus::Unhealthy => "unhealthy",
-            HealthStatus::Unknown => "unknown",
-        }
-    }
-}
-
-impl fmt::Display for HealthStatus {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+    pub fn as_str(self) -> &'static str {
+        self.into()
     }
 }
 
 /// Whether the cluster currently has a quorum of members.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[derive(strum::Display, strum::IntoStaticStr, strum::VariantArray)]
+#[strum(serialize_all = "snake_case")]
 pub enum QuorumStatus {
     /// A majority of nodes is reachable; writes can be accepted.
     Available,
@@ -59,23 +50,16 @@ pub enum QuorumStatus {
 
 impl QuorumStatus {
     /// The snake_case wire name (`"available"`).
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            QuorumStatus::Available => "available",
-            QuorumStatus::Lost => "lost",
-        }
-    }
-}
-
-impl fmt::Display for QuorumStatus {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+    pub fn as_str(self) -> &'static str {
+        self.into()
     }
 }
 
 /// Outcome of a single health check.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[derive(strum::Display, strum::IntoStaticStr, strum::VariantArray)]
+#[strum(serialize_all = "snake_case")]
 pub enum CheckResult {
     /// The check succeeded.
     Pass,
@@ -87,18 +71,8 @@ pub enum CheckResult {
 
 impl CheckResult {
     /// The snake_case wire name (`"pass"`).
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            CheckResult::Pass => "pass",
-            CheckResult::Fail => "fail",
-            CheckResult::Timeout => "timeout",
-        }
-    }
-}
-
-impl fmt::Display for CheckResult {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+    pub fn as_str(self) -> &'static str {
+        self.into()
     }
 }
 

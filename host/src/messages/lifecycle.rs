@@ -1,8 +1,6 @@
 //! Payloads of the `lifecycle` channel (`:ex_esdb_lifecycle`): process and
 //! node lifecycle, and cluster membership changes.
 
-use std::fmt;
-
 use serde::{Deserialize, Serialize};
 
 use super::health::QuorumStatus;
@@ -17,6 +15,8 @@ message_kinds! {
 /// What happened to a supervised process.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[derive(strum::Display, strum::IntoStaticStr, strum::VariantArray)]
+#[strum(serialize_all = "snake_case")]
 pub enum ProcessEvent {
     /// The process started.
     Started,
@@ -30,25 +30,16 @@ pub enum ProcessEvent {
 
 impl ProcessEvent {
     /// The snake_case wire name (`"crashed"`).
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            ProcessEvent::Started => "started",
-            ProcessEvent::Stopped => "stopped",
-            ProcessEvent::Crashed => "crashed",
-            ProcessEvent::Restarted => "restarted",
-        }
-    }
-}
-
-impl fmt::Display for ProcessEvent {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+    pub fn as_str(self) -> &'static str {
+        self.into()
     }
 }
 
 /// What happened to a node.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[derive(strum::Display, strum::IntoStaticStr, strum::VariantArray)]
+#[strum(serialize_all = "snake_case")]
 pub enum NodeEvent {
     /// The node is starting up.
     Starting,
@@ -66,27 +57,16 @@ pub enum NodeEvent {
 
 impl NodeEvent {
     /// The snake_case wire name (`"joined"`).
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            NodeEvent::Starting => "starting",
-            NodeEvent::Started => "started",
-            NodeEvent::Stopping => "stopping",
-            NodeEvent::Stopped => "stopped",
-            NodeEvent::Joined => "joined",
-            NodeEvent::Left => "left",
-        }
-    }
-}
-
-impl fmt::Display for NodeEvent {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+    pub fn as_str(self) -> &'static str {
+        self.into()
     }
 }
 
 /// A change in cluster membership.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[derive(strum::Display, strum::IntoStaticStr, strum::VariantArray)]
+#[strum(serialize_all = "snake_case")]
 pub enum MembershipEvent {
     /// One or more nodes were added.
     NodeAdded,
@@ -100,19 +80,8 @@ pub enum MembershipEvent {
 
 impl MembershipEvent {
     /// The snake_case wire name (`"node_added"`).
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            MembershipEvent::NodeAdded => "node_added",
-            MembershipEvent::NodeRemoved => "node_removed",
-            MembershipEvent::PartitionDetected => "partition_detected",
-            MembershipEvent::PartitionHealed => "partition_healed",
-        }
-    }
-}
-
-impl fmt::Display for MembershipEvent {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+    pub fn as_str(self) -> &'static str {
+        self.into()
     }
 }
 

@@ -1,11 +1,9 @@
 //! Payloads of the `logging` channel (`:ex_esdb_logging`): log aggregation —
 //! individual entries, periodic summaries and log file rotation.
 
-use std::collections::BTreeMap;
-use std::fmt;
-
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+use std::collections::BTreeMap;
 
 use super::kind::message_kinds;
 
@@ -18,6 +16,8 @@ message_kinds! {
 /// Log verbosity level, ordered `trace < debug < info < warning < error`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[derive(strum::Display, strum::IntoStaticStr, strum::VariantArray)]
+#[strum(serialize_all = "snake_case")]
 pub enum LogLevel {
     /// Very detailed tracing output.
     Trace,
@@ -33,20 +33,8 @@ pub enum LogLevel {
 
 impl LogLevel {
     /// The snake_case wire name (`"warning"`).
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            LogLevel::Trace => "trace",
-            LogLevel::Debug => "debug",
-            LogLevel::Info => "info",
-            LogLevel::Warning => "warning",
-            LogLevel::Error => "error",
-        }
-    }
-}
-
-impl fmt::Display for LogLevel {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+    pub fn as_str(self) -> &'static str {
+        self.into()
     }
 }
 

@@ -1,8 +1,6 @@
 //! Payloads of the `metrics` channel (`:ex_esdb_metrics`): performance
 //! measurements, throughput, latency and resource usage.
 
-use std::fmt;
-
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -18,6 +16,8 @@ message_kinds! {
 /// Which statistic of a latency distribution a [`LatencyMetric`] reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[derive(strum::Display, strum::IntoStaticStr, strum::VariantArray)]
+#[strum(serialize_all = "snake_case")]
 pub enum Percentile {
     /// Median (50th percentile).
     P50,
@@ -35,21 +35,8 @@ pub enum Percentile {
 
 impl Percentile {
     /// The snake_case wire name (`"p99"`).
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Percentile::P50 => "p50",
-            Percentile::P95 => "p95",
-            Percentile::P99 => "p99",
-            Percentile::Max => "max",
-            Percentile::Min => "min",
-            Percentile::Avg => "avg",
-        }
-    }
-}
-
-impl fmt::Display for Percentile {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+    pub fn as_str(self) -> &'static str {
+        self.into()
     }
 }
 

@@ -175,6 +175,24 @@ fn is_custom(kind: &str) -> bool {
     })
 }
 
+/// The size check of [`validate`], for callers that can refuse a payload
+/// before building its envelope (a plugin's `publish` does, so a payload
+/// too large is never parsed): `size` bytes of JSON text of `kind` against
+/// `max_payload_bytes`.
+///
+/// # Errors
+/// [`MessageError::TooLarge`].
+pub fn check_size(kind: &str, size: usize, max_payload_bytes: usize) -> Result<(), MessageError> {
+    if size > max_payload_bytes {
+        return Err(MessageError::TooLarge {
+            kind: kind.to_owned(),
+            size,
+            limit: max_payload_bytes,
+        });
+    }
+    Ok(())
+}
+
 /// Checks an envelope's kind against its channel, its schema version against
 /// the kind's (a newer major is refused, any minor accepted), its payload
 /// against the kind's schema (unknown fields ignored, missing optional
@@ -184,14 +202,7 @@ fn is_custom(kind: &str) -> bool {
 /// # Errors
 /// The [`MessageError`] naming the kind and the cause.
 pub fn validate(env: &Envelope, max_payload_bytes: usize) -> Result<(), MessageError> {
-    let size = env.payload_text().len();
-    if size > max_payload_bytes {
-        return Err(MessageError::TooLarge {
-            kind: env.kind.clone(),
-            size,
-            limit: max_payload_bytes,
-        });
-    }
+    check_size(&env.kind, env.payload_text().len(), max_payload_bytes)?;
     // No spec kind starts with `custom.`: settle custom kinds without a lookup.
     if is_custom(&env.kind) {
         return Ok(());
@@ -223,6 +234,58 @@ pub fn validate(env: &Envelope, max_payload_bytes: usize) -> Result<(), MessageE
 mod tests {
     use super::*;
     use serde_json::json;
+
+    /// Every variant's `as_str` and `Display` (strum's names) are its serde
+    /// wire name, and that name parses back to it.
+    fn names_are_the_wire_names<T>()
+    where
+        T: strum::VariantArray
+            + Copy
+            + std::fmt::Debug
+            + std::fmt::Display
+            + PartialEq
+            + serde::Serialize
+            + serde::de::DeserializeOwned
+            + Into<&'static str>,
+    {
+        for &v in T::VARIANTS {
+            let name: &'static str = v.into();
+            assert_eq!(serde_json::to_value(v).unwrap(), json!(name), "{v:?}");
+            assert_eq!(v.to_string(), name, "{v:?}");
+            assert_eq!(serde_json::from_value::<T>(json!(name)).unwrap(), v);
+        }
+    }
+
+    #[test]
+    fn enum_names_are_serde_names() {
+        use self::{alerts::*, audit::*, diagnostics::*, health::*, lifecycle::*};
+        use self::{logging::*, metrics::*, security::*, system::*, tracking::*};
+        names_are_the_wire_names::<Channel>();
+        names_are_the_wire_names::<Severity>();
+        names_are_the_wire_names::<AlertCategory>();
+        names_are_the_wire_names::<EscalationLevel>();
+        names_are_the_wire_names::<DataAction>();
+        names_are_the_wire_names::<AnalysisType>();
+        names_are_the_wire_names::<HealthStatus>();
+        names_are_the_wire_names::<QuorumStatus>();
+        names_are_the_wire_names::<CheckResult>();
+        names_are_the_wire_names::<ProcessEvent>();
+        names_are_the_wire_names::<NodeEvent>();
+        names_are_the_wire_names::<MembershipEvent>();
+        names_are_the_wire_names::<LogLevel>();
+        names_are_the_wire_names::<Percentile>();
+        names_are_the_wire_names::<AuthEventType>();
+        names_are_the_wire_names::<LifecycleEvent>();
+        names_are_the_wire_names::<SubscriptionStatus>();
+        names_are_the_wire_names::<BreakerState>();
+        names_are_the_wire_names::<HealthEventType>();
+        assert_eq!(<Channel as strum::VariantArray>::VARIANTS, Channel::ALL);
+        // Display pads like a `str` (the hand-written impls ignored widths).
+        assert_eq!(format!("{:<9}|", HealthStatus::Degraded), "degraded |");
+        assert_eq!(Percentile::P99.as_str(), "p99");
+        assert_eq!(EscalationLevel::Level2.as_str(), "level2");
+        assert_eq!(BreakerState::HalfOpen.as_str(), "half_open");
+    }
 
     fn env(channel: Channel, kind: &str, payload: serde_json::Value) -> Envelope {
         Envelope::new(channel, "t:x", kind, payload, "n")

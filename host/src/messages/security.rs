@@ -1,8 +1,6 @@
 //! Payloads of the `security` channel (`:ex_esdb_security`): authentication
 //! events, access violations and security alerts.
 
-use std::fmt;
-
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -18,6 +16,8 @@ message_kinds! {
 /// What happened during authentication.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[derive(strum::Display, strum::IntoStaticStr, strum::VariantArray)]
+#[strum(serialize_all = "snake_case")]
 pub enum AuthEventType {
     /// Credentials were accepted.
     LoginSuccess,
@@ -31,19 +31,8 @@ pub enum AuthEventType {
 
 impl AuthEventType {
     /// The snake_case wire name (`"login_failure"`).
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            AuthEventType::LoginSuccess => "login_success",
-            AuthEventType::LoginFailure => "login_failure",
-            AuthEventType::Logout => "logout",
-            AuthEventType::TokenRefresh => "token_refresh",
-        }
-    }
-}
-
-impl fmt::Display for AuthEventType {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+    pub fn as_str(self) -> &'static str {
+        self.into()
     }
 }
 

@@ -1,8 +1,6 @@
 //! Payloads of the `system` channel (`:ex_esdb_system`): system lifecycle,
 //! configuration changes and feature toggles.
 
-use std::fmt;
-
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -21,6 +19,8 @@ message_kinds! {
 /// A phase of the system's own lifecycle.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[derive(strum::Display, strum::IntoStaticStr, strum::VariantArray)]
+#[strum(serialize_all = "snake_case")]
 pub enum LifecycleEvent {
     /// The system has begun starting up.
     Starting,
@@ -34,19 +34,8 @@ pub enum LifecycleEvent {
 
 impl LifecycleEvent {
     /// The snake_case wire name (`"starting"`).
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            LifecycleEvent::Starting => "starting",
-            LifecycleEvent::Started => "started",
-            LifecycleEvent::Stopping => "stopping",
-            LifecycleEvent::Stopped => "stopped",
-        }
-    }
-}
-
-impl fmt::Display for LifecycleEvent {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+    pub fn as_str(self) -> &'static str {
+        self.into()
     }
 }
 

@@ -16,6 +16,8 @@ message_kinds! {
 /// Health status of one tracked subscription.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[derive(strum::Display, strum::IntoStaticStr, strum::VariantArray)]
+#[strum(serialize_all = "snake_case")]
 pub enum SubscriptionStatus {
     /// Being set up (a plugin loading).
     Registering,
@@ -31,20 +33,16 @@ pub enum SubscriptionStatus {
 
 impl SubscriptionStatus {
     /// The snake_case name.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            SubscriptionStatus::Registering => "registering",
-            SubscriptionStatus::Healthy => "healthy",
-            SubscriptionStatus::Degraded => "degraded",
-            SubscriptionStatus::Failed => "failed",
-            SubscriptionStatus::Unknown => "unknown",
-        }
+    pub fn as_str(self) -> &'static str {
+        self.into()
     }
 }
 
 /// State of a subscription's circuit breaker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[derive(strum::Display, strum::IntoStaticStr, strum::VariantArray)]
+#[strum(serialize_all = "snake_case")]
 pub enum BreakerState {
     /// Deliveries flow.
     Closed,
@@ -56,18 +54,16 @@ pub enum BreakerState {
 
 impl BreakerState {
     /// The snake_case name.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            BreakerState::Closed => "closed",
-            BreakerState::Open => "open",
-            BreakerState::HalfOpen => "half_open",
-        }
+    pub fn as_str(self) -> &'static str {
+        self.into()
     }
 }
 
 /// What happened to a subscription.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[derive(strum::Display, strum::IntoStaticStr, strum::VariantArray)]
+#[strum(serialize_all = "snake_case")]
 pub enum HealthEventType {
     /// Registration began.
     RegistrationStarted,
@@ -100,21 +96,7 @@ pub enum HealthEventType {
 impl HealthEventType {
     /// The snake_case name.
     pub fn as_str(self) -> &'static str {
-        match self {
-            HealthEventType::RegistrationStarted => "registration_started",
-            HealthEventType::RegistrationSuccess => "registration_success",
-            HealthEventType::RegistrationFailed => "registration_failed",
-            HealthEventType::DeliverySuccess => "delivery_success",
-            HealthEventType::DeliveryFailed => "delivery_failed",
-            HealthEventType::Trap => "trap",
-            HealthEventType::Restart => "restart",
-            HealthEventType::CircuitBreakerOpened => "circuit_breaker_opened",
-            HealthEventType::CircuitBreakerHalfOpen => "circuit_breaker_half_open",
-            HealthEventType::CircuitBreakerClosed => "circuit_breaker_closed",
-            HealthEventType::Heartbeat => "heartbeat",
-            HealthEventType::Removed => "removed",
-            HealthEventType::Parked => "parked",
-        }
+        self.into()
     }
 }
 

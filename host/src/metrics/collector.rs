@@ -28,13 +28,19 @@ use parking_lot::Mutex;
 use super::histogram::{HistogramCounts, LatencyHistogram, LatencySnapshot};
 use crate::bus::Bus;
 use crate::integration::{send_now, topics};
-use crate::logging::format;
+use crate::logging::lines::metrics_summary;
 use crate::messages::metrics::{LatencyMetric, Percentile, PerformanceMetric, ThroughputMetric};
 use crate::messages::tracking::MetricsSummary;
 
 /// The `component` of the store-wide `PerformanceMetric`s
 /// (`active_subscriptions`, `queue_depth`, `dropped`).
 pub const SUBSCRIPTIONS: &str = "subscriptions";
+
+/// `📈 METRICS EVENT: my_store -> events_per_second=1250 @2025-07-27T11:30:00Z`:
+/// logged by [`MetricsCollector::publish`].
+fn metrics_event(store: &str, metric: &str, value: &str, at_rfc3339: &str) -> String {
+    format!("📈 METRICS EVENT: {store} -> {metric}={value} @{at_rfc3339}")
+}
 
 /// Width of the sliding window for events per second.
 pub const RATE_WINDOW: Duration = Duration::from_secs(10);
@@ -325,7 +331,7 @@ impl MetricsCollector {
         tracing::info!(
             class = "action",
             "{}",
-            format::metrics_event(&self.store, "events_per_second", &eps.to_string(), &at)
+            metrics_event(&self.store, "events_per_second", &eps.to_string(), &at)
         );
         send_now(
             &self.bus,
@@ -387,7 +393,7 @@ impl MetricsCollector {
         tracing::info!(
             class = "action",
             "{}",
-            format::metrics_summary(&self.store, eps, f.total_events, f.active_subscriptions)
+            metrics_summary(&self.store, eps, f.total_events, f.active_subscriptions)
         );
         send_now(
             &self.bus,
@@ -425,6 +431,19 @@ impl MetricsCollector {
 mod tests {
     use super::*;
     use crate::bus::{BusConfig, Channel};
+
+    #[test]
+    fn metrics_event_line() {
+        assert_eq!(
+            metrics_event(
+                "my_store",
+                "events_per_second",
+                "1250",
+                "2025-07-27T11:30:00Z"
+            ),
+            "📈 METRICS EVENT: my_store -> events_per_second=1250 @2025-07-27T11:30:00Z"
+        );
+    }
 
     #[test]
     fn active_subscriptions_are_the_ones_users_made() {

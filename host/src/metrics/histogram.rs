@@ -1,8 +1,11 @@
 //! Lock-free latency histogram for the hot path.
 //!
 //! [`LatencyHistogram`] records durations in whole microseconds. Recording is
-//! a handful of relaxed atomic read-modify-writes: no locks, no allocation,
-//! no system calls. Reading ([`LatencyHistogram::snapshot`]) and reading plus
+//! two relaxed atomic read-modify-writes (the bucket and the sum): no locks,
+//! no allocation, no system calls. Kept against the `hdrhistogram` crate
+//! (issue #13, `host/benches/histogram.rs`): that one records through
+//! `&mut self`, so sharing it takes a lock, and reading its percentiles costs
+//! about 15 times as much (see `docs/benchmarks.md`). Reading ([`LatencyHistogram::snapshot`]) and reading plus
 //! resetting ([`LatencyHistogram::take`], once per reporting interval) produce
 //! a [`LatencySnapshot`] with count, exact min/max, exact mean and
 //! approximate p50/p95/p99.
@@ -38,7 +41,8 @@
 //! linear split trades that for a bucket index computed with a
 //! leading-zero count and two shifts.)
 //!
-//! The count, sum (hence mean), min and max are exact, not bucketed.
+//! The count (the buckets' total), sum (hence mean), min and max are exact,
+//! not bucketed.
 
 use std::fmt;
 use std::sync::atomic::AtomicU64;
@@ -102,13 +106,13 @@ fn bucket_upper(i: usize) -> u64 {
 /// * each counter is reset by [`take`](Self::take) with an atomic swap, so a
 ///   sample racing with `take` is counted in exactly one interval (possibly
 ///   the next one) — never lost and never counted twice. Its separate parts
-///   (bucket, count, sum, min, max) may however straddle the two intervals,
+///   (bucket, sum, min, max) may however straddle the two intervals,
 ///   so a racing interval's min/max/percentiles can be slightly off;
 /// * [`snapshot`](Self::snapshot) taken while other threads record is
 ///   likewise a near-consistent view, not an atomic one.
 pub struct LatencyHistogram {
+    /// Samples per bucket; their total is the count.
     buckets: [AtomicU64; BUCKETS],
-    count: AtomicU64,
     sum_us: AtomicU64,
     /// `u64::MAX` when empty.
     min_us: AtomicU64,
@@ -126,7 +130,6 @@ impl LatencyHistogram {
     pub const fn new() -> Self {
         Self {
             buckets: [const { AtomicU64::new(0) }; BUCKETS],
-            count: AtomicU64::new(0),
             sum_us: AtomicU64::new(0),
             min_us: AtomicU64::new(u64::MAX),
             max_us: AtomicU64::new(0),
@@ -142,8 +145,8 @@ impl LatencyHistogram {
 
     /// Records a duration given in microseconds.
     ///
-    /// Cost: three atomic adds (bucket, count, sum) plus, only when `us` is a
-    /// new minimum or maximum, a `fetch_min`/`fetch_max`. The running sum
+    /// Cost: two atomic adds (bucket, sum) plus, only when `us` is a new
+    /// minimum or maximum, a `fetch_min`/`fetch_max`. The running sum
     /// wraps after `2^64` µs (≈ 584 000 years) in one interval.
     #[inline]
     pub fn record_micros(&self, us: u64) {
@@ -157,40 +160,39 @@ impl LatencyHistogram {
         if us > self.max_us.load(Relaxed) {
             self.max_us.fetch_max(us, Relaxed);
         }
-        self.count.fetch_add(1, Relaxed);
     }
 
     /// Records many samples (µs) with one atomic add per touched bucket
-    /// instead of several per sample: the cheap path for a delivered batch.
+    /// instead of one per sample: the cheap path for a delivered batch (of
+    /// 8 or more; fewer are recorded one by one).
     pub fn record_many_micros(&self, samples: impl IntoIterator<Item = u64>) {
-        // The samples of one batch fall in few buckets: count them locally in
-        // a small table, spilling to the shared counters only when it is full.
-        const LOCAL: usize = 8;
-        let mut local = [(0usize, 0u64); LOCAL];
-        let mut used = 0;
-        let (mut n, mut sum, mut min, mut max) = (0u64, 0u64, u64::MAX, 0u64);
+        let samples = samples.into_iter();
+        // A few samples: one by one (clearing the local table below costs
+        // more than their atomic adds).
+        if samples.size_hint().1.is_some_and(|n| n < 8) {
+            samples.for_each(|us| self.record_micros(us));
+            return;
+        }
+        // Counted locally first, with a bit per touched bucket (101 fit in a
+        // u128), then added to the shared counters bucket by bucket.
+        let mut local = [0u64; BUCKETS];
+        let mut touched = 0u128;
+        let (mut sum, mut min, mut max) = (0u64, u64::MAX, 0u64);
         for us in samples {
             let b = bucket_index(us);
-            match local[..used].iter_mut().find(|(i, _)| *i == b) {
-                Some((_, k)) => *k += 1,
-                None if used < LOCAL => {
-                    local[used] = (b, 1);
-                    used += 1;
-                }
-                None => {
-                    self.buckets[b].fetch_add(1, Relaxed);
-                }
-            }
-            n += 1;
+            local[b] += 1;
+            touched |= 1 << b;
             sum = sum.saturating_add(us);
             min = min.min(us);
             max = max.max(us);
         }
-        if n == 0 {
+        if touched == 0 {
             return;
         }
-        for &(b, k) in &local[..used] {
-            self.buckets[b].fetch_add(k, Relaxed);
+        while touched != 0 {
+            let b = touched.trailing_zeros() as usize;
+            touched &= touched - 1;
+            self.buckets[b].fetch_add(local[b], Relaxed);
         }
         self.sum_us.fetch_add(sum, Relaxed);
         if min < self.min_us.load(Relaxed) {
@@ -199,7 +201,6 @@ impl LatencyHistogram {
         if max > self.max_us.load(Relaxed) {
             self.max_us.fetch_max(max, Relaxed);
         }
-        self.count.fetch_add(n, Relaxed);
     }
 
     /// Summarises everything recorded since construction or the last
@@ -225,7 +226,6 @@ impl LatencyHistogram {
         }
         HistogramCounts {
             buckets,
-            count: self.count.load(Relaxed),
             sum_us: self.sum_us.load(Relaxed),
             min_us: self.min_us.load(Relaxed),
             max_us: self.max_us.load(Relaxed),
@@ -234,14 +234,12 @@ impl LatencyHistogram {
 
     /// [`take`](Self::take), returning the raw counters.
     pub fn take_counts(&self) -> HistogramCounts {
-        let count = self.count.swap(0, Relaxed);
         let mut buckets = [0u64; BUCKETS];
         for (dst, src) in buckets.iter_mut().zip(&self.buckets) {
             *dst = src.swap(0, Relaxed);
         }
         HistogramCounts {
             buckets,
-            count,
             sum_us: self.sum_us.swap(0, Relaxed),
             min_us: self.min_us.swap(u64::MAX, Relaxed),
             max_us: self.max_us.swap(0, Relaxed),
@@ -256,7 +254,6 @@ impl LatencyHistogram {
 #[derive(Clone, PartialEq, Eq)]
 pub struct HistogramCounts {
     buckets: [u64; BUCKETS],
-    count: u64,
     sum_us: u64,
     /// `u64::MAX` when empty.
     min_us: u64,
@@ -268,7 +265,6 @@ impl Default for HistogramCounts {
     fn default() -> Self {
         HistogramCounts {
             buckets: [0; BUCKETS],
-            count: 0,
             sum_us: 0,
             min_us: u64::MAX,
             max_us: 0,
@@ -291,14 +287,12 @@ impl HistogramCounts {
         for (a, b) in self.buckets.iter_mut().zip(&other.buckets) {
             *a += b;
         }
-        self.count += other.count;
         self.sum_us = self.sum_us.wrapping_add(other.sum_us);
         self.min_us = self.min_us.min(other.min_us);
         self.max_us = self.max_us.max(other.max_us);
     }
 
-    /// Number of samples, as the buckets count them (equal to the recorded
-    /// count except for a sample racing with the read).
+    /// Number of samples (the buckets' total).
     pub fn samples(&self) -> u64 {
         self.buckets.iter().sum()
     }
@@ -319,13 +313,7 @@ impl HistogramCounts {
 
     /// Count, extremes, mean and percentiles.
     pub fn summary(&self) -> LatencySnapshot {
-        summarize(
-            &self.buckets,
-            self.count,
-            self.sum_us,
-            self.min_us,
-            self.max_us,
-        )
+        summarize(&self.buckets, self.sum_us, self.min_us, self.max_us)
     }
 }
 
@@ -345,15 +333,9 @@ impl fmt::Debug for LatencyHistogram {
 }
 
 /// Builds a snapshot from raw counter values.
-fn summarize(
-    buckets: &[u64; BUCKETS],
-    count: u64,
-    sum: u64,
-    min: u64,
-    max: u64,
-) -> LatencySnapshot {
-    let in_buckets: u64 = buckets.iter().sum();
-    if count == 0 && in_buckets == 0 {
+fn summarize(buckets: &[u64; BUCKETS], sum: u64, min: u64, max: u64) -> LatencySnapshot {
+    let count: u64 = buckets.iter().sum();
+    if count == 0 {
         return LatencySnapshot::default();
     }
     // Only a racing `record` (one of min/max updated, not yet the other) can
@@ -365,13 +347,10 @@ fn summarize(
     } else {
         (min, min)
     };
-    // Nearest rank over the bucket totals (which are what the ranks index),
-    // reported as the holding bucket's upper bound clamped to [min, max].
+    // Nearest rank over the bucket totals, reported as the holding bucket's
+    // upper bound clamped to [min, max].
     let percentile = |permille: u128| -> u64 {
-        if in_buckets == 0 {
-            return max;
-        }
-        let rank = (u128::from(in_buckets) * permille).div_ceil(1000).max(1);
+        let rank = (u128::from(count) * permille).div_ceil(1000).max(1);
         let mut seen: u128 = 0;
         for (i, &n) in buckets.iter().enumerate() {
             seen += u128::from(n);
@@ -385,11 +364,7 @@ fn summarize(
         count,
         min_us: min,
         max_us: max,
-        avg_us: if count == 0 {
-            0.0
-        } else {
-            sum as f64 / count as f64
-        },
+        avg_us: sum as f64 / count as f64,
         p50_us: percentile(500),
         p95_us: percentile(950),
         p99_us: percentile(990),
@@ -466,6 +441,27 @@ mod tests {
         }
         many.record_many_micros(samples.iter().copied());
         many.record_many_micros(std::iter::empty());
+        assert_eq!(one.snapshot(), many.snapshot());
+    }
+
+    #[test]
+    fn record_many_touches_every_bucket_like_one_by_one() {
+        let (one, many) = (LatencyHistogram::new(), LatencyHistogram::new());
+        // Both bounds of every bucket, the overflow bucket's too, twice over
+        // in separate batches; then a batch of one.
+        let samples: Vec<u64> = (0..BUCKETS)
+            .flat_map(|i| [bucket_lower(i), bucket_upper(i).min(u64::MAX / 1024)])
+            .collect();
+        for _ in 0..2 {
+            for &us in &samples {
+                one.record_micros(us);
+            }
+            many.record_many_micros(samples.iter().copied());
+        }
+        one.record_micros(12);
+        many.record_many_micros([12]);
+        assert_eq!(one.counts(), many.counts());
+        assert!(many.counts().buckets().all(|(_, n)| n >= 2));
         assert_eq!(one.snapshot(), many.snapshot());
     }
 

@@ -61,6 +61,10 @@ impl Watcher {
                 let mut names = BTreeSet::new();
                 names.extend(stem(&first));
                 // Debounce: keep collecting until the directory is quiet.
+                // Kept rather than notify-debouncer-full (issue #13): that
+                // one debounces each path on its own (a plugin's .wasm and
+                // .toml written one after the other would apply twice) and
+                // wakes a thread every debounce/4 even while nothing changes.
                 while let Ok(Some(path)) = tokio::time::timeout(debounce, rx.recv()).await {
                     names.extend(stem(&path));
                 }

@@ -28,14 +28,21 @@ pub(crate) struct Capture {
     plugin: Arc<str>,
     stream: &'static str,
     buf: Arc<Mutex<Buffer>>,
+    /// The plugin's secrets, redacted from every line.
+    secrets: Arc<super::secrets::Secrets>,
 }
 
 impl Capture {
-    pub(crate) fn new(plugin: &str, stream: &'static str) -> Capture {
+    pub(crate) fn new(
+        plugin: &str,
+        stream: &'static str,
+        secrets: Arc<super::secrets::Secrets>,
+    ) -> Capture {
         Capture {
             plugin: plugin.into(),
             stream,
             buf: Arc::default(),
+            secrets,
         }
     }
 
@@ -53,7 +60,8 @@ impl Capture {
     }
 
     fn emit(&self, buf: &mut Buffer, line: &[u8]) {
-        let text = String::from_utf8_lossy(&line[..line.len().min(MAX_LINE)]).into_owned();
+        let raw = String::from_utf8_lossy(&line[..line.len().min(MAX_LINE)]);
+        let text = self.secrets.redact(&raw).into_owned();
         if self.stream == "stderr" {
             tracing::warn!(plugin = &*self.plugin, stream = self.stream, "{text}");
         } else {
@@ -163,7 +171,7 @@ mod tests {
 
     #[test]
     fn lines_are_the_last_complete_ones_oldest_first() {
-        let c = Capture::new("p", "stderr");
+        let c = Capture::new("p", "stderr", Arc::default());
         for n in 0..RECENT_LINES + 5 {
             c.push(format!("line {n}\n").as_bytes());
         }

@@ -27,7 +27,7 @@ pub enum PluginError {
         message: String,
     },
     /// The component does not export the manifest's world.
-    #[error("plugin `{plugin}`: the manifest declares world `{world}` but the component does not export `{}` (it exports: {})", world.export(), exports.join(", "))]
+    #[error("plugin `{plugin}`: the manifest declares world `{world}` but the component does not export `{}` (or `{}` of an older contract; it exports: {})", super::Contract::CURRENT.export(*world), super::Contract::V0_1.export(*world), exports.join(", "))]
     WrongWorld {
         /// The plugin.
         plugin: String,

@@ -1,7 +1,9 @@
 //! A `log-formatter` plugin used as the console's line formatter
-//! (`[console] format = "plugin:<name>"`).
+//! (`[console] format = "plugin:<name>"`): `format` for one line,
+//! `format-batch` for the lines the console formats at once.
 
 use std::cell::Cell;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
@@ -25,6 +27,8 @@ pub struct FormatterPlugin {
     pre: InstancePre<PluginState>,
     engine: wasmtime::Engine,
     instance: Mutex<Option<Instance>>,
+    /// Calls of `format-batch` that returned.
+    batches: AtomicU64,
 }
 
 impl std::fmt::Debug for FormatterPlugin {
@@ -57,6 +61,7 @@ impl FormatterPlugin {
             pre,
             engine: runtime.engine().clone(),
             instance: Mutex::new(Some(first)),
+            batches: AtomicU64::new(0),
         }))
     }
 
@@ -76,17 +81,41 @@ impl FormatterPlugin {
         timestamp_ms: u64,
         node: &str,
     ) -> Result<String, PluginError> {
-        let wit = WitLogEntry {
-            log_id: entry.log_id.clone(),
-            level: wit_level(entry.level),
-            message: entry.message.clone(),
-            module: entry.module.clone(),
-            function: entry.function.clone(),
-            line: entry.line,
-            metadata: serde_json::Value::Object(entry.metadata.clone()).to_string(),
-            timestamp_ms,
-            node: node.to_owned(),
-        };
+        let wit = wit_entry(entry, timestamp_ms, node);
+        self.call(|instance| instance.format(&wit))
+    }
+
+    /// Formats several entries, each with its time, in one call of the
+    /// guest's `format-batch`: the lines it returned, which the WIT asks to
+    /// be one per entry, in order (the caller checks).
+    ///
+    /// # Errors
+    /// As [`format_entry`](Self::format_entry).
+    pub fn format_entries(
+        &self,
+        entries: &[(LogEntry, u64)],
+        node: &str,
+    ) -> Result<Vec<String>, PluginError> {
+        let wit: Vec<WitLogEntry> = entries
+            .iter()
+            .map(|(entry, timestamp_ms)| wit_entry(entry, *timestamp_ms, node))
+            .collect();
+        let lines = self.call(|instance| instance.format_batch(&wit))?;
+        self.batches.fetch_add(1, Ordering::Relaxed);
+        Ok(lines)
+    }
+
+    /// How many `format-batch` calls returned so far.
+    pub fn batch_calls(&self) -> u64 {
+        self.batches.load(Ordering::Relaxed)
+    }
+
+    /// Runs `f` on the instance, started first if the last one trapped;
+    /// a failed call drops the instance.
+    fn call<R>(
+        &self,
+        f: impl FnOnce(&mut Instance) -> Result<R, PluginError>,
+    ) -> Result<R, PluginError> {
         let mut slot = self.instance.lock();
         if slot.is_none() {
             *slot = Some(Instance::start(
@@ -95,11 +124,25 @@ impl FormatterPlugin {
                 Arc::clone(&self.ctx),
             )?);
         }
-        let result = slot.as_mut().expect("instance present").format(&wit);
+        let result = f(slot.as_mut().expect("instance present"));
         if result.is_err() {
             *slot = None;
         }
         result
+    }
+}
+
+fn wit_entry(entry: &LogEntry, timestamp_ms: u64, node: &str) -> WitLogEntry {
+    WitLogEntry {
+        log_id: entry.log_id.clone(),
+        level: wit_level(entry.level),
+        message: entry.message.clone(),
+        module: entry.module.clone(),
+        function: entry.function.clone(),
+        line: entry.line,
+        metadata: serde_json::Value::Object(entry.metadata.clone()).to_string(),
+        timestamp_ms,
+        node: node.to_owned(),
     }
 }
 
@@ -114,5 +157,24 @@ impl LineFormatter for FormatterPlugin {
         let line = self.format_entry(entry, timestamp_ms, node).ok();
         FORMATTING.with(|f| f.set(false));
         line
+    }
+
+    /// One `format-batch` call; when it traps or returns another number of
+    /// lines than entries, each entry is formatted on its own, as
+    /// [`format`](LineFormatter::format) does.
+    fn format_batch(&self, entries: &[(LogEntry, u64)], node: &str) -> Vec<Option<String>> {
+        if FORMATTING.with(Cell::get) {
+            return vec![None; entries.len()];
+        }
+        FORMATTING.with(|f| f.set(true));
+        let lines = match self.format_entries(entries, node) {
+            Ok(lines) if lines.len() == entries.len() => lines.into_iter().map(Some).collect(),
+            _ => entries
+                .iter()
+                .map(|(entry, timestamp_ms)| self.format_entry(entry, *timestamp_ms, node).ok())
+                .collect(),
+        };
+        FORMATTING.with(|f| f.set(false));
+        lines
     }
 }

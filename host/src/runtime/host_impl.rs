@@ -160,13 +160,12 @@ impl host_api::Host for PluginState {
         if !self.ctx.manifest.may_publish(channel, &topic) {
             return Err(self.deny("publish", channel, &topic));
         }
-        let limit = self.ctx.bus.config().max_payload_bytes;
-        if payload.len() > limit {
-            return Err(WitError::TooLarge(format!(
-                "payload of kind `{kind}` is {} bytes, over the limit of {limit} bytes",
-                payload.len()
-            )));
-        }
+        crate::messages::check_size(
+            &kind,
+            payload.len(),
+            self.ctx.bus.config().max_payload_bytes,
+        )
+        .map_err(|e| WitError::TooLarge(e.to_string()))?;
         // The guest's own text is what other plugins receive: no re-rendering.
         let mut env = Envelope::from_json_text(channel, topic, kind, payload, self.ctx.bus.node())
             .map_err(|e| WitError::InvalidPayload(e.to_string()))?;
@@ -204,6 +203,7 @@ impl host_api::Host for PluginState {
 
     fn log(&mut self, level: LogLevel, message: String) {
         let plugin = self.ctx.name();
+        let message = self.ctx.secrets.redact(&message);
         match level {
             LogLevel::Trace => tracing::trace!(plugin, "{message}"),
             LogLevel::Debug => tracing::debug!(plugin, "{message}"),
@@ -223,5 +223,47 @@ impl host_api::Host for PluginState {
 
     fn now_ms(&mut self) -> u64 {
         crate::bus::now_ms()
+    }
+}
+
+/// Contract 0.1.0's `host`: the same functions as 0.2.0's, delegated.
+impl super::bindings::v0_1::host_api::Host for PluginState {
+    fn publish(
+        &mut self,
+        channel: WitChannel,
+        topic: String,
+        kind: String,
+        payload: String,
+        options: Option<super::bindings::v0_1::host_api::PublishOptions>,
+    ) -> Result<String, WitError> {
+        let options = options.map(|o| PublishOptions {
+            correlation_id: o.correlation_id,
+            causation_id: o.causation_id,
+        });
+        host_api::Host::publish(self, channel, topic, kind, payload, options)
+    }
+
+    fn subscribe(&mut self, channel: WitChannel, pattern: String) -> Result<(), WitError> {
+        host_api::Host::subscribe(self, channel, pattern)
+    }
+
+    fn unsubscribe(&mut self, channel: WitChannel, pattern: String) -> Result<bool, WitError> {
+        host_api::Host::unsubscribe(self, channel, pattern)
+    }
+
+    fn log(&mut self, level: LogLevel, message: String) {
+        host_api::Host::log(self, level, message);
+    }
+
+    fn config(&mut self) -> String {
+        host_api::Host::config(self)
+    }
+
+    fn plugin_name(&mut self) -> String {
+        host_api::Host::plugin_name(self)
+    }
+
+    fn now_ms(&mut self) -> u64 {
+        host_api::Host::now_ms(self)
     }
 }

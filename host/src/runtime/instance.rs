@@ -3,25 +3,101 @@
 
 use std::sync::Arc;
 
-use wasmtime::component::InstancePre;
+use wasmtime::component::{Func, InstancePre};
 use wasmtime::Store;
 
 use super::bindings::escalator::exports::exesdb::plugin::escalator::Escalation;
 use super::bindings::wit_types::{Error as WitError, LogEntry as WitLogEntry, Message};
-use super::bindings::{escalator, formatter, subscriber};
+use super::contract::Contract;
 use super::host_impl::wit_channel;
-use super::lowering::{message_refs, HandlerFuncs, Ids};
+use super::lowering::{export_func, message_refs, HandlerFuncs, Ids};
 use super::manifest::World;
 use super::state::{PluginContext, PluginState};
 use super::{PluginError, EPOCH_TICK};
 use crate::messages::Envelope;
 
+/// An instance's exports, looked up by name in the world interface of the
+/// contract the component was built against (see [`Contract`]): the
+/// records are the same in every supported version, so one set of typed
+/// calls serves them all, each checked against the component's own types.
 enum Bindings {
-    /// The bindgen exports (for `init`/`shutdown`) and the message handlers
-    /// called with borrowed records (see [`super::lowering`]).
-    Subscriber(subscriber::Subscriber, HandlerFuncs),
-    Escalator(escalator::AlertEscalator),
-    Formatter(formatter::LogFormatter),
+    /// `init`, `shutdown`, and the message handlers called with borrowed
+    /// records (see [`super::lowering`]).
+    Subscriber {
+        init: Func,
+        shutdown: Func,
+        handlers: HandlerFuncs,
+    },
+    Escalator {
+        init: Func,
+        on_alert: Func,
+        tick: Func,
+        shutdown: Func,
+    },
+    Formatter {
+        init: Func,
+        format: Func,
+        format_batch: Func,
+    },
+}
+
+impl Bindings {
+    fn load(
+        store: &mut Store<PluginState>,
+        instance: &wasmtime::component::Instance,
+        world: World,
+    ) -> wasmtime::Result<Bindings> {
+        let contract = Contract::SUPPORTED
+            .into_iter()
+            .find(|c| {
+                instance
+                    .get_export_index(&mut *store, None, &c.export(world))
+                    .is_some()
+            })
+            .ok_or_else(|| {
+                wasmtime::format_err!("no export `{}`", Contract::CURRENT.export(world))
+            })?;
+        let iface = contract.export(world);
+        let mut f = |name: &str| export_func(store, instance, &iface, name);
+        let bindings = match world {
+            World::Subscriber => Bindings::Subscriber {
+                init: f("init")?,
+                shutdown: f("shutdown")?,
+                handlers: HandlerFuncs::load(store, instance, &iface)?,
+            },
+            World::AlertEscalator => Bindings::Escalator {
+                init: f("init")?,
+                on_alert: f("on-alert")?,
+                tick: f("tick")?,
+                shutdown: f("shutdown")?,
+            },
+            World::LogFormatter => Bindings::Formatter {
+                init: f("init")?,
+                format: f("format")?,
+                format_batch: f("format-batch")?,
+            },
+        };
+        Ok(bindings)
+    }
+
+    fn init(&self) -> Func {
+        match self {
+            Bindings::Subscriber { init, .. }
+            | Bindings::Escalator { init, .. }
+            | Bindings::Formatter { init, .. } => *init,
+        }
+    }
+}
+
+/// Calls `func` with `params`, typed (checked against the component's
+/// types on each call).
+fn typed_call<P, R>(store: &mut Store<PluginState>, func: Func, params: P) -> wasmtime::Result<R>
+where
+    P: wasmtime::component::ComponentNamedList + wasmtime::component::Lower,
+    R: wasmtime::component::ComponentNamedList + wasmtime::component::Lift,
+{
+    let f = func.typed::<P, R>(&*store)?;
+    f.call(store, params)
 }
 
 /// A plugin instance, initialised and ready for calls.
@@ -39,6 +115,12 @@ impl std::fmt::Debug for Instance {
             .field("ticks", &self.ticks)
             .finish_non_exhaustive()
     }
+}
+
+/// A call made on an instance of another world: a host bug, reported as
+/// the call's failure instead of a panic.
+fn not_this_world(call: &str) -> wasmtime::Error {
+    wasmtime::format_err!("`{call}` is not an export of this plugin's world")
 }
 
 /// The guest's own error text.
@@ -108,25 +190,8 @@ impl Instance {
             plugin: plugin.clone(),
             message: format!("{e:#}"),
         };
-        let bindings = match world {
-            World::Subscriber => {
-                let instance = pre.instantiate(&mut store).map_err(inst_err)?;
-                let exports =
-                    subscriber::Subscriber::new(&mut store, &instance).map_err(inst_err)?;
-                let handlers = HandlerFuncs::load(&mut store, &instance).map_err(inst_err)?;
-                Bindings::Subscriber(exports, handlers)
-            }
-            World::AlertEscalator => Bindings::Escalator(
-                escalator::AlertEscalatorPre::new(pre.clone())
-                    .and_then(|p| p.instantiate(&mut store))
-                    .map_err(inst_err)?,
-            ),
-            World::LogFormatter => Bindings::Formatter(
-                formatter::LogFormatterPre::new(pre.clone())
-                    .and_then(|p| p.instantiate(&mut store))
-                    .map_err(inst_err)?,
-            ),
-        };
+        let instance = pre.instantiate(&mut store).map_err(inst_err)?;
+        let bindings = Bindings::load(&mut store, &instance, world).map_err(inst_err)?;
         let mut inst = Instance {
             store,
             bindings,
@@ -134,14 +199,12 @@ impl Instance {
             fuel,
         };
         let config = ctx.manifest.config_json();
-        let result = inst.call("init", |store, b| match b {
-            Bindings::Subscriber(s, _) => s.exesdb_plugin_handler().call_init(store, &config),
-            Bindings::Escalator(s) => s.exesdb_plugin_escalator().call_init(store, &config),
-            Bindings::Formatter(s) => s.exesdb_plugin_formatter().call_init(store, &config),
+        let (result,) = inst.call("init", |store, b| {
+            typed_call::<(&str,), (Result<(), WitError>,)>(store, b.init(), (config.as_str(),))
         })?;
         result.map_err(|e| PluginError::Init {
             plugin,
-            message: error_text(&e),
+            message: ctx.secrets.redact(&error_text(&e)).into_owned(),
         })?;
         Ok(inst)
     }
@@ -183,7 +246,7 @@ impl Instance {
             PluginError::Trap {
                 plugin: ctx.name().to_owned(),
                 call: name.to_owned(),
-                message,
+                message: ctx.secrets.redact(&message).into_owned(),
             }
         })
     }
@@ -198,21 +261,21 @@ impl Instance {
         let refs = message_refs(msgs, &ids);
         if let [one] = refs.as_slice() {
             let r = self.call("on-message", |store, b| match b {
-                Bindings::Subscriber(_, h) => h.on_message(store, one),
-                _ => unreachable!("deliver is only called on subscribers"),
+                Bindings::Subscriber { handlers, .. } => handlers.on_message(store, one),
+                _ => Err(not_this_world("on-message")),
             })?;
             return Ok(r
                 .err()
-                .map(|e| vec![(0, error_text(&e))])
+                .map(|e| vec![(0, self.guest_text(&e))])
                 .unwrap_or_default());
         }
         let failures = self.call("on-batch", |store, b| match b {
-            Bindings::Subscriber(_, h) => h.on_batch(store, &refs),
-            _ => unreachable!("deliver is only called on subscribers"),
+            Bindings::Subscriber { handlers, .. } => handlers.on_batch(store, &refs),
+            _ => Err(not_this_world("on-batch")),
         })?;
         Ok(failures
             .into_iter()
-            .map(|f| (f.index as usize, error_text(&f.error)))
+            .map(|f| (f.index as usize, self.guest_text(&f.error)))
             .collect())
     }
 
@@ -222,11 +285,14 @@ impl Instance {
         env: &Envelope,
     ) -> Result<Result<Vec<Escalation>, String>, PluginError> {
         let m = to_message(env);
-        let r = self.call("on-alert", |store, b| match b {
-            Bindings::Escalator(s) => s.exesdb_plugin_escalator().call_on_alert(store, &m),
-            _ => unreachable!("on_alert is only called on escalators"),
+        let (r,) = self.call("on-alert", |store, b| match b {
+            Bindings::Escalator { on_alert, .. } => typed_call::<
+                (&Message,),
+                (Result<Vec<Escalation>, WitError>,),
+            >(store, *on_alert, (&m,)),
+            _ => Err(not_this_world("on-alert")),
         })?;
-        Ok(r.map_err(|e| error_text(&e)))
+        Ok(r.map_err(|e| self.guest_text(&e)))
     }
 
     /// Lets an escalator act on time.
@@ -234,27 +300,57 @@ impl Instance {
         &mut self,
         now_ms: u64,
     ) -> Result<Result<Vec<Escalation>, String>, PluginError> {
-        let r = self.call("tick", |store, b| match b {
-            Bindings::Escalator(s) => s.exesdb_plugin_escalator().call_tick(store, now_ms),
-            _ => unreachable!("tick is only called on escalators"),
+        let (r,) = self.call("tick", |store, b| match b {
+            Bindings::Escalator { tick, .. } => {
+                typed_call::<(u64,), (Result<Vec<Escalation>, WitError>,)>(store, *tick, (now_ms,))
+            }
+            _ => Err(not_this_world("tick")),
         })?;
-        Ok(r.map_err(|e| error_text(&e)))
+        Ok(r.map_err(|e| self.guest_text(&e)))
     }
 
     /// Formats one log entry.
     pub(crate) fn format(&mut self, entry: &WitLogEntry) -> Result<String, PluginError> {
-        self.call("format", |store, b| match b {
-            Bindings::Formatter(s) => s.exesdb_plugin_formatter().call_format(store, entry),
-            _ => unreachable!("format is only called on formatters"),
-        })
+        let (line,) = self.call("format", |store, b| match b {
+            Bindings::Formatter { format, .. } => {
+                typed_call::<(&WitLogEntry,), (String,)>(store, *format, (entry,))
+            }
+            _ => Err(not_this_world("format")),
+        })?;
+        Ok(line)
+    }
+
+    /// Formats several log entries in one call; one line per entry.
+    pub(crate) fn format_batch(
+        &mut self,
+        entries: &[WitLogEntry],
+    ) -> Result<Vec<String>, PluginError> {
+        let (lines,) = self.call("format-batch", |store, b| match b {
+            Bindings::Formatter { format_batch, .. } => {
+                typed_call::<(&[WitLogEntry],), (Vec<String>,)>(store, *format_batch, (entries,))
+            }
+            _ => Err(not_this_world("format-batch")),
+        })?;
+        Ok(lines)
+    }
+
+    /// A guest's error text, with the plugin's secrets redacted.
+    fn guest_text(&self, e: &WitError) -> String {
+        self.store
+            .data()
+            .ctx
+            .secrets
+            .redact(&error_text(e))
+            .into_owned()
     }
 
     /// Calls `shutdown` (subscribers and escalators), ignoring a trap.
     pub(crate) fn shutdown(mut self) {
         let _ = self.call("shutdown", |store, b| match b {
-            Bindings::Subscriber(s, _) => s.exesdb_plugin_handler().call_shutdown(store),
-            Bindings::Escalator(s) => s.exesdb_plugin_escalator().call_shutdown(store),
-            Bindings::Formatter(_) => Ok(()),
+            Bindings::Subscriber { shutdown, .. } | Bindings::Escalator { shutdown, .. } => {
+                typed_call::<(), ()>(store, *shutdown, ())
+            }
+            Bindings::Formatter { .. } => Ok(()),
         });
     }
 }

@@ -34,9 +34,6 @@ use super::host_impl::wit_channel;
 use super::state::PluginState;
 use crate::messages::Envelope;
 
-/// The interface a subscriber exports.
-const HANDLER: &str = "exesdb:plugin/handler@0.1.0";
-
 /// `exesdb:plugin/types.message` over borrowed strings.
 #[derive(ComponentType)]
 #[component(record)]
@@ -292,6 +289,25 @@ pub(crate) fn message_refs<'a>(msgs: &'a [Arc<Envelope>], ids: &'a Ids) -> Vec<M
         .collect()
 }
 
+/// The function `name` of the exported interface `iface` (e.g.
+/// `exesdb:plugin/handler@0.2.0`) of an instance.
+pub(crate) fn export_func(
+    store: &mut Store<PluginState>,
+    instance: &Instance,
+    iface: &str,
+    name: &str,
+) -> wasmtime::Result<Func> {
+    let i = instance
+        .get_export_index(&mut *store, None, iface)
+        .ok_or_else(|| wasmtime::format_err!("no export `{iface}`"))?;
+    let idx = instance
+        .get_export_index(&mut *store, Some(&i), name)
+        .ok_or_else(|| wasmtime::format_err!("no export `{iface}#{name}`"))?;
+    instance
+        .get_func(&mut *store, idx)
+        .ok_or_else(|| wasmtime::format_err!("`{iface}#{name}` is not a function"))
+}
+
 /// A subscriber instance's `on-message` and `on-batch` exports.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct HandlerFuncs {
@@ -300,25 +316,16 @@ pub(crate) struct HandlerFuncs {
 }
 
 impl HandlerFuncs {
-    /// Looks the exports up in a freshly instantiated subscriber.
+    /// Looks the exports up in a freshly instantiated subscriber, in its
+    /// exported `handler` interface `iface`.
     pub(crate) fn load(
         store: &mut Store<PluginState>,
         instance: &Instance,
+        iface: &str,
     ) -> wasmtime::Result<HandlerFuncs> {
-        let iface = instance
-            .get_export_index(&mut *store, None, HANDLER)
-            .ok_or_else(|| wasmtime::format_err!("no export `{HANDLER}`"))?;
-        let mut func = |name: &str| -> wasmtime::Result<Func> {
-            let idx = instance
-                .get_export_index(&mut *store, Some(&iface), name)
-                .ok_or_else(|| wasmtime::format_err!("no export `{HANDLER}#{name}`"))?;
-            instance
-                .get_func(&mut *store, idx)
-                .ok_or_else(|| wasmtime::format_err!("`{HANDLER}#{name}` is not a function"))
-        };
         Ok(HandlerFuncs {
-            on_message: func("on-message")?,
-            on_batch: func("on-batch")?,
+            on_message: export_func(store, instance, iface, "on-message")?,
+            on_batch: export_func(store, instance, iface, "on-batch")?,
         })
     }
 

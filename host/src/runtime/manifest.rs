@@ -30,12 +30,16 @@
 //! http_timeout_ms = 10000         # outbound: connect, first byte, between bytes
 //! http_max_response_bytes = 10485760  # outbound: a larger response body is cut
 //! http_requests_per_second = 50   # outbound: more are refused
+//! state_mb = 16                   # durable key-value state (wasi:keyvalue), MiB
 //!
 //! [wasi]                          # nothing is granted by default
 //! read_only_dirs = ["/etc/ssl"]   # preopened read-only, at the same guest path
 //! env = ["TZ"]                    # host environment variables passed through
 //! allowed_outbound_hosts = ["https://hooks.example.com", "http://127.0.0.1:*"]
 //!                                 # wasi:http destinations, scheme://host[:port]
+//!
+//! [secrets]                       # read at load; the guest reads them with wasi:config/store
+//! token = { env = "HOOK_TOKEN" }  # or { file = "/run/secrets/token" }
 //!
 //! [config]                        # free-form; passed to init as JSON
 //! ```
@@ -69,12 +73,20 @@ impl World {
         }
     }
 
-    /// The interface a component of this world must export.
-    pub const fn export(self) -> &'static str {
+    /// Every world.
+    pub const ALL: [World; 3] = [
+        World::Subscriber,
+        World::AlertEscalator,
+        World::LogFormatter,
+    ];
+
+    /// The interface a component of this world exports (in some version of
+    /// the contract, see [`super::Contract`]): `handler`, `escalator`, `formatter`.
+    pub const fn interface(self) -> &'static str {
         match self {
-            World::Subscriber => "exesdb:plugin/handler@0.1.0",
-            World::AlertEscalator => "exesdb:plugin/escalator@0.1.0",
-            World::LogFormatter => "exesdb:plugin/formatter@0.1.0",
+            World::Subscriber => "handler",
+            World::AlertEscalator => "escalator",
+            World::LogFormatter => "formatter",
         }
     }
 }
@@ -139,6 +151,9 @@ pub struct Limits {
     /// Outbound HTTP: the most requests a second (all instances together);
     /// more are refused.
     pub http_requests_per_second: u32,
+    /// Durable key-value state (`wasi:keyvalue`): the most bytes of keys
+    /// and values, MiB.
+    pub state_mb: u64,
 }
 
 impl Default for Limits {
@@ -151,6 +166,7 @@ impl Default for Limits {
             http_timeout_ms: 10_000,
             http_max_response_bytes: 10 * 1024 * 1024,
             http_requests_per_second: 50,
+            state_mb: 16,
         }
     }
 }
@@ -203,6 +219,10 @@ pub struct Manifest {
     /// WASI grants.
     #[serde(default)]
     pub wasi: WasiGrants,
+    /// Secrets by name, read by the host at load and given to the guest
+    /// through `wasi:config/store` (see [`super::secrets`]).
+    #[serde(default)]
+    pub secrets: std::collections::BTreeMap<String, super::secrets::SecretSource>,
     /// Free-form configuration passed to `init` as JSON.
     #[serde(default)]
     pub config: toml::Table,
@@ -305,6 +325,17 @@ impl Manifest {
         ];
         if let Some((key, _)) = at_least_one.iter().find(|(_, v)| *v == 0) {
             return Err(err(Some((*key).into()), "must be at least 1".into()));
+        }
+        for (name, src) in &m.secrets {
+            let key = Some(format!("secrets.{name}"));
+            if name.is_empty()
+                || !name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+            {
+                return Err(err(key, "a secret's name is [A-Za-z0-9_-]+".into()));
+            }
+            src.check().map_err(|e| err(key, e))?;
         }
         if m.limits.max_batch == Some(0) {
             return Err(err(

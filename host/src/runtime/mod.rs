@@ -10,16 +10,19 @@
 mod bindings;
 mod cache;
 mod capture;
+mod contract;
 mod error;
 mod files;
 mod formatter;
 mod host_impl;
 mod instance;
+mod keyvalue;
 mod lowering;
 pub mod manifest;
 mod outbound;
 mod plugins;
 mod producers;
+pub mod secrets;
 mod settings;
 mod sockets;
 mod state;
@@ -36,6 +39,7 @@ use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConf
 pub use settings::{PluginsConfig, RuntimeConfig};
 
 pub use cache::CacheStats;
+pub use contract::Contract;
 pub use error::{one_line, PluginError};
 pub use files::Fingerprint;
 pub use formatter::FormatterPlugin;
@@ -115,6 +119,27 @@ impl Runtime {
             |s| s,
         )
         .map_err(PluginError::engine)?;
+        // Contract 0.1.0: its `host` (delegating to 0.2.0's) and its
+        // `types`, an instance of types only.
+        bindings::v0_1::host_api::add_to_linker::<_, wasmtime::component::HasSelf<PluginState>>(
+            &mut linker,
+            |s| s,
+        )
+        .map_err(PluginError::engine)?;
+        linker
+            .instance("exesdb:plugin/types@0.1.0")
+            .map_err(PluginError::engine)?;
+        // 0.2.0's standard imports: secrets and durable state.
+        bindings::config::wasi::config::store::add_to_linker::<
+            _,
+            wasmtime::component::HasSelf<PluginState>,
+        >(&mut linker, |s| s)
+        .map_err(PluginError::engine)?;
+        bindings::keyvalue::Imports::add_to_linker::<_, wasmtime::component::HasSelf<PluginState>>(
+            &mut linker,
+            |s| s,
+        )
+        .map_err(PluginError::engine)?;
         let stop_ticker = Arc::new(AtomicBool::new(false));
         {
             let engine = engine.weak();
@@ -169,13 +194,14 @@ impl Runtime {
             })
     }
 
-    /// Checks that `component` implements the manifest's world and that
-    /// the manifest's limits fit this runtime, and links it.
+    /// Checks that `component` implements the manifest's world (in a
+    /// supported contract version, which is returned) and that the
+    /// manifest's limits fit this runtime, and links it.
     pub(crate) fn prepare(
         &self,
         manifest: &Manifest,
         component: &Component,
-    ) -> Result<InstancePre<PluginState>, PluginError> {
+    ) -> Result<(InstancePre<PluginState>, Contract), PluginError> {
         let (plugin, world) = (manifest.name.as_str(), manifest.world);
         let rc = &self.config;
         if rc.pooling && manifest.limits.memory_mb > rc.pool_max_memory_mb {
@@ -194,15 +220,16 @@ impl Runtime {
             .exports(&self.engine)
             .map(|(name, _)| name.to_owned())
             .collect();
-        if !exports.iter().any(|e| e == world.export()) {
+        let Some(contract) = Contract::of(world, exports.iter().map(String::as_str)) else {
             return Err(PluginError::WrongWorld {
                 plugin: plugin.to_owned(),
                 world,
                 exports,
             });
-        }
+        };
         self.linker
             .instantiate_pre(component)
+            .map(|pre| (pre, contract))
             .map_err(|e| PluginError::Link {
                 plugin: plugin.to_owned(),
                 message: format!("{e:#}"),

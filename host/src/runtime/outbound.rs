@@ -8,16 +8,20 @@
 //! 1. **Grant.** Its scheme, host and port must all be covered by one entry
 //!    of the manifest's `[wasi] allowed_outbound_hosts` (see
 //!    [`OutboundHost`]). Nothing listed: nothing is covered.
-//! 2. **Rate.** At most `limits.http_requests_per_second` requests a second
+//! 2. **Breaker.** The destination's circuit breaker (one per plugin and
+//!    destination, with the `[health_monitoring]` thresholds, see
+//!    [`circuit`]) must not be open; half-open, one request goes as the
+//!    trial.
+//! 3. **Rate.** At most `limits.http_requests_per_second` requests a second
 //!    per plugin (a token bucket: a burst of one second's worth).
-//! 3. **Addresses.** The host is resolved once; if any address it resolves
+//! 4. **Addresses.** The host is resolved once; if any address it resolves
 //!    to is loopback, private, link-local (the metadata service among
 //!    them), unspecified, multicast or broadcast (see [`addresses`]), the
 //!    request is refused unless a covering grant names that address
 //!    literally (`http://127.0.0.1:*` permits 127.0.0.1; a granted name
 //!    resolving to 127.0.0.1 is refused). The connection goes to a checked
 //!    address, never through a second resolution.
-//! 4. **Limits.** `limits.http_timeout_ms` bounds connecting, the wait for
+//! 5. **Limits.** `limits.http_timeout_ms` bounds connecting, the wait for
 //!    the response head and each wait for more of its body (the guest's
 //!    `request-options` may ask for less, never more: wasmtime's 600 s
 //!    defaults never apply); a body over `limits.http_max_response_bytes`
@@ -25,17 +29,31 @@
 //!    `content-length` says so). A call's time budget does not run while
 //!    the guest waits for its requests (see [`budget`]).
 //!
-//! A refusal (1–3) is `error-code::http-request-denied` for the guest, and
-//! is counted and reported like every other refusal of the plugin's calls
-//! ([`super::violations`]: an aggregated `AccessViolation` on `security`
-//! and failed `AccessLog` on `audit`, within the same budget), with action
-//! `http_request` and violation type [`HOST_NOT_ALLOWED`], [`RATE_LIMITED`]
-//! or `outbound_address_blocked`. Every request let through is logged on
-//! `audit` as one `AccessLog` when it ends (see [`exchange`]), and every
-//! request is counted per destination in `plugin status` (`outbound`).
+//! A refusal (1, 3, 4) is `error-code::http-request-denied` for the guest,
+//! and is counted and reported like every other refusal of the plugin's
+//! calls ([`super::violations`]: an aggregated `AccessViolation` on
+//! `security` and failed `AccessLog` on `audit`, within the same budget),
+//! with action `http_request` and violation type [`HOST_NOT_ALLOWED`],
+//! [`RATE_LIMITED`] or `outbound_address_blocked`.
+//!
+//! A request an open breaker stops (2) is not a violation: the plugin
+//! asked for something it may do, at a destination that keeps failing. It
+//! gets `error-code::connection-refused` — what the dead destination would
+//! most likely have answered, and an error a client retries later, unlike
+//! `http-request-denied`, which says the request will never be allowed —
+//! without anything being resolved or connected, and is counted in the
+//! destination's `breaker_rejected` (not `denied`), with no `AccessLog` and
+//! no console line of its own; the breaker's transitions are reported
+//! instead (see [`circuit::announce`]).
+//!
+//! Every request let through is logged on `audit` as one `AccessLog` when
+//! it ends (see [`exchange`]), and every request is counted per destination
+//! in `plugin status` (`outbound`: counts, status classes, latency, the
+//! breaker; see [`OutboundInfo`]).
 
 mod addresses;
 pub(crate) mod budget;
+mod circuit;
 mod exchange;
 mod grants;
 mod stats;
@@ -49,14 +67,15 @@ use std::time::{Duration, Instant};
 use wasmtime_wasi_http::p2::bindings::http::types::ErrorCode;
 use wasmtime_wasi_http::{Error, RequestOptions, WasiBody, WasiHttpHooks};
 
+pub(crate) use circuit::BreakerSettings;
 pub use grants::OutboundHost;
 pub use stats::OutboundInfo;
 pub(crate) use stats::OutboundStats;
 
 use super::state::PluginContext;
+use circuit::Admission;
 use exchange::Exchange;
 use grants::Destination;
-use stats::Outcome;
 use transport::{Plan, Timeouts};
 
 /// The `action` of an outbound request's refusals.
@@ -80,7 +99,7 @@ impl Gate {
         Gate { ctx, in_flight }
     }
 
-    /// Steps 1 and 2: the plan for a request, or its refusal.
+    /// Steps 1–3: the plan for a request, or its refusal.
     fn admit(
         &self,
         request: &hyper::Request<WasiBody>,
@@ -91,16 +110,34 @@ impl Gate {
         let m = &self.ctx.manifest;
         let grants = &m.wasi.allowed_outbound_hosts;
         if !grants.iter().any(|g| g.covers(&dest)) {
-            self.ctx.outbound.count(&name, Outcome::Denied);
+            self.ctx.outbound.deny(&name);
             refuse(&self.ctx, HOST_NOT_ALLOWED, &name);
             return Err(Error::HttpRequestDenied);
         }
+        let now = Instant::now();
+        let pass = self.ctx.outbound.pass(&name, now);
+        if let Some((info, transition)) = pass.change {
+            circuit::announce(&self.ctx, &info, transition);
+        }
+        let trial = match pass.admission {
+            Admission::Go => false,
+            Admission::Trial => true,
+            Admission::Refused => {
+                tracing::debug!(
+                    plugin = self.ctx.name(),
+                    "outbound {} {name}: refused, its circuit breaker is open",
+                    request.method()
+                );
+                return Err(Error::ConnectionRefused);
+            }
+        };
         if !self
             .ctx
             .outbound
-            .admit(Instant::now(), m.limits.http_requests_per_second)
+            .admit(now, m.limits.http_requests_per_second)
         {
-            self.ctx.outbound.count(&name, Outcome::Denied);
+            self.ctx.outbound.release(&name, trial);
+            self.ctx.outbound.deny(&name);
             refuse(&self.ctx, RATE_LIMITED, &name);
             return Err(Error::HttpRequestDenied);
         }
@@ -119,6 +156,7 @@ impl Gate {
             Arc::clone(&self.in_flight),
             name,
             request.method().to_string(),
+            trial,
         );
         Ok((plan, exchange))
     }
@@ -140,8 +178,25 @@ type Sent = wasmtime_wasi_http::Result<(
     Box<dyn Future<Output = wasmtime_wasi_http::Result<()>> + Send>,
 )>;
 
+/// Reads a request body that will not be sent to its end (or for `wait`)
+/// and drops it, so a guest that writes the body after `handle` returns
+/// sees a refusal or a failed connection as the response's error, not as a
+/// broken body stream. (JavaScript's `fetch` in componentize-js aborts the
+/// whole engine on the latter.) Nothing of the body is kept.
+async fn drain_body(mut body: WasiBody, wait: Duration) {
+    use http_body_util::BodyExt;
+    let drain = async { while let Some(Ok(_)) = body.frame().await {} };
+    let _ = tokio::time::timeout(wait, drain).await;
+}
+
+/// A refused request's outcome, once its body is taken ([`drain_body`]).
+async fn refuse_after_body(body: WasiBody, wait: Duration, error: Error) -> Sent {
+    drain_body(body, wait).await;
+    Err(error)
+}
+
 impl WasiHttpHooks for Gate {
-    /// The gate. Steps 1–2 run here, on the plugin's thread; resolving,
+    /// The gate. Steps 1–3 run here, on the plugin's thread; resolving,
     /// connecting and the exchange run in the returned future, on
     /// wasmtime-wasi's runtime.
     fn send_request(
@@ -155,7 +210,10 @@ impl WasiHttpHooks for Gate {
                 let (response, driver) = transport::send(request, plan, exchange).await?;
                 Ok((response, driver))
             }),
-            Err(e) => Box::new(std::future::ready(Err(e))),
+            Err(e) => {
+                let wait = Duration::from_millis(self.ctx.manifest.limits.http_timeout_ms);
+                Box::new(refuse_after_body(request.into_body(), wait, e))
+            }
         }
     }
 

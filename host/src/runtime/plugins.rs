@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,7 +12,6 @@ use parking_lot::Mutex;
 use serde::Serialize;
 use sha2::Digest;
 
-use super::capture::Capture;
 use super::files::{read_files, Fingerprint};
 use super::formatter::FormatterPlugin;
 use super::instance::Instance;
@@ -59,6 +58,8 @@ pub struct PluginInfo {
     pub version: String,
     /// Its world.
     pub world: World,
+    /// The contract version its component was built against (`0.1.0`, `0.2.0`).
+    pub contract: super::Contract,
     /// The guest's source language, read once at load from the component's
     /// `producers` sections (those of the component and of the modules in
     /// it): `rust`, `python` (componentize-py), `javascript`
@@ -100,6 +101,9 @@ pub struct PluginInfo {
     /// Its outbound HTTP requests per destination (`scheme://host:port`),
     /// by destination, counted across its versions since it was loaded.
     pub outbound: Vec<super::OutboundInfo>,
+    /// Bytes of durable key-value state (`wasi:keyvalue`) it keeps, keys
+    /// and values, across its versions and the host's restarts.
+    pub state_bytes: u64,
 }
 
 struct Slot {
@@ -129,6 +133,11 @@ pub struct Plugins {
     /// Set by [`unload_all`](Plugins::unload_all): loads are refused from
     /// then on, so no worker outlives the host's shutdown.
     closed: std::sync::atomic::AtomicBool,
+    /// The settings of the outbound destinations' circuit breakers, for
+    /// the plugins loaded from now on (see [`Plugins::set_outbound_breaker`]).
+    outbound_breaker: Mutex<super::outbound::BreakerSettings>,
+    /// The plugins' durable key-value state.
+    state_db: Arc<crate::store::kv::KeyValueDb>,
 }
 
 impl std::fmt::Debug for Plugins {
@@ -176,7 +185,27 @@ impl Plugins {
             unloaded: Mutex::default(),
             watched_dir: Mutex::default(),
             closed: std::sync::atomic::AtomicBool::new(false),
+            outbound_breaker: Mutex::default(),
+            state_db: crate::store::kv::KeyValueDb::in_memory(),
         }
+    }
+
+    /// Keeps the plugins' key-value state in `db` (the host's file in its
+    /// data directory) instead of in memory. Call before loading plugins.
+    #[must_use]
+    pub fn with_state_db(mut self, db: Arc<crate::store::kv::KeyValueDb>) -> Plugins {
+        self.state_db = db;
+        self
+    }
+
+    /// Configures the circuit breaker of each (plugin, outbound
+    /// destination) from `[health_monitoring]` (`enabled`,
+    /// `circuit_breaker_enabled`, `unhealthy_threshold`, `cooldown_ms`,
+    /// `max_cooldown_ms`), for the plugins loaded after the call (a reload
+    /// keeps its plugin's breakers); until it is called, the default
+    /// section's.
+    pub fn set_outbound_breaker(&self, settings: &HealthMonitoring) {
+        *self.outbound_breaker.lock() = settings.into();
     }
 
     /// Tells the set which directory the watcher applies, so that an unload
@@ -208,18 +237,16 @@ impl Plugins {
         subscriber: Option<Arc<crate::bus::Subscriber>>,
         violations: Arc<Violations>,
         outbound: Arc<OutboundStats>,
-    ) -> Arc<PluginContext> {
-        Arc::new(PluginContext {
-            stdout: Capture::new(&manifest.name, "stdout"),
-            stderr: Capture::new(&manifest.name, "stderr"),
-            bus: self.bus.clone(),
-            subscriber,
-            handle: self.handle.clone(),
-            violations,
-            memory_bytes: AtomicU64::new(0),
-            outbound,
+    ) -> Result<Arc<PluginContext>, PluginError> {
+        PluginContext::new(
             manifest,
-        })
+            self.bus.clone(),
+            self.handle.clone(),
+            subscriber,
+            violations,
+            outbound,
+            Arc::clone(&self.state_db),
+        )
     }
 
     /// `limits.fuel` needs an engine with fuel metering.
@@ -393,7 +420,7 @@ impl Plugins {
     fn load_new(&self, manifest: Manifest, wasm: &[u8]) -> Result<PluginInfo, PluginError> {
         let name = manifest.name.clone();
         let component = self.runtime.compile(&name, wasm)?;
-        let pre = self.runtime.prepare(&manifest, &component)?;
+        let (pre, contract) = self.runtime.prepare(&manifest, &component)?;
         let subscriber = match manifest.world {
             World::LogFormatter => None,
             _ => {
@@ -417,12 +444,13 @@ impl Plugins {
             manifest,
             subscriber,
             Arc::new(Violations::new(budget)),
-            Arc::default(),
-        );
+            Arc::new(OutboundStats::new(*self.outbound_breaker.lock())),
+        )?;
         let info = Arc::new(Mutex::new(PluginInfo {
             name: name.clone(),
             version: ctx.manifest.version.clone(),
             world: ctx.manifest.world,
+            contract,
             language,
             state: PluginState::Running,
             loaded_at: Utc::now(),
@@ -438,6 +466,7 @@ impl Plugins {
             memory_bytes: 0,
             stderr: Vec::new(),
             outbound: Vec::new(),
+            state_bytes: 0,
         }));
         let control = Arc::new(Control::default());
         let (worker, formatter) = match ctx.manifest.world {
@@ -627,16 +656,32 @@ impl Plugins {
     /// plugin's name — `plugin` when the error itself names none, as for a
     /// manifest that does not parse).
     pub(crate) fn reject(&self, err: &PluginError, plugin: Option<&str>) {
+        self.report_failure(
+            err,
+            plugin,
+            "❌ PLUGIN CHANGE REJECTED",
+            "Plugin change rejected",
+        );
+    }
+
+    /// Reports a plugin the host could not load at start-up (bundled or from
+    /// the plugins directory) the way a rejected change is reported: a `❌ PLUGIN NOT LOADED` line and a `SystemAlert`
+    /// titled `Plugin failed to load`.
+    pub fn report_not_loaded(&self, err: &PluginError) {
+        self.report_failure(err, None, "❌ PLUGIN NOT LOADED", "Plugin failed to load");
+    }
+
+    fn report_failure(&self, err: &PluginError, plugin: Option<&str>, line: &str, title: &str) {
         tracing::error!(
             class = "failure",
-            "❌ PLUGIN CHANGE REJECTED: {}",
+            "{line}: {}",
             super::error::one_line(&err.to_string())
         );
         let mut alert = crate::messages::alerts::SystemAlert::new(
             uuid::Uuid::now_v7().to_string(),
             crate::messages::alerts::Severity::Error,
             crate::messages::alerts::AlertCategory::System,
-            "Plugin change rejected",
+            title,
             err.to_string(),
             self.bus.node(),
         );
@@ -648,7 +693,7 @@ impl Plugins {
         }
         let topic = crate::integration::topics::system_alert(alert.category);
         if let Err(e) = self.bus.publish_typed_now(&topic, &alert) {
-            tracing::error!("alert for the rejected change not published: {e}");
+            tracing::error!("alert `{title}` not published: {e}");
         }
     }
 
@@ -687,14 +732,14 @@ impl Plugins {
         }
         self.check_fuel(&manifest)?;
         let component = self.runtime.compile(&name, wasm)?;
-        let pre = self.runtime.prepare(&manifest, &component)?;
+        let (pre, contract) = self.runtime.prepare(&manifest, &component)?;
         let language = super::producers::language(wasm);
         let ctx = self.context(
             manifest,
             old.subscriber.clone(),
             Arc::clone(&old.violations),
             Arc::clone(&old.outbound),
-        );
+        )?;
         let (from, to) = (old.manifest.version.clone(), ctx.manifest.version.clone());
         if ctx.manifest.world == World::LogFormatter {
             let formatter = FormatterPlugin::start(&self.runtime, pre, Arc::clone(&ctx))?;
@@ -748,6 +793,7 @@ impl Plugins {
                 let mut info = slot.info.lock();
                 info.version = to.clone();
                 info.language = language;
+                info.contract = contract;
                 info.state = PluginState::Running;
                 info.loaded_at = Utc::now();
                 info.restarts = 0;
@@ -981,6 +1027,7 @@ fn live_info(info: &Mutex<PluginInfo>, ctx: &PluginContext) -> PluginInfo {
     info.memory_bytes = ctx.memory_bytes.load(Ordering::Relaxed);
     info.stderr = ctx.stderr.lines();
     info.outbound = ctx.outbound.snapshot();
+    info.state_bytes = ctx.state_db.size(ctx.name()).unwrap_or(info.state_bytes);
     info
 }
 
@@ -990,7 +1037,7 @@ pub mod bench_support {
     use std::sync::Arc;
     use std::time::{Duration, Instant};
 
-    use super::{Capture, Instance, Manifest, PluginContext, PluginError, Runtime};
+    use super::{Instance, Manifest, PluginContext, PluginError, Runtime};
     use crate::bus::Bus;
 
     /// Average time to instantiate a compiled, pre-linked component and
@@ -1006,18 +1053,16 @@ pub mod bench_support {
         iterations: u32,
     ) -> Result<Duration, PluginError> {
         let component = runtime.compile(&manifest.name, wasm)?;
-        let pre = runtime.prepare(&manifest, &component)?;
-        let ctx = Arc::new(PluginContext {
-            stdout: Capture::new(&manifest.name, "stdout"),
-            stderr: Capture::new(&manifest.name, "stderr"),
-            bus: bus.clone(),
-            subscriber: None,
-            handle: tokio::runtime::Handle::current(),
-            violations: Arc::new(super::Violations::new(0)),
-            memory_bytes: std::sync::atomic::AtomicU64::new(0),
-            outbound: Arc::default(),
+        let (pre, _) = runtime.prepare(&manifest, &component)?;
+        let ctx = PluginContext::new(
             manifest,
-        });
+            bus.clone(),
+            tokio::runtime::Handle::current(),
+            None,
+            Arc::new(super::Violations::new(0)),
+            Arc::default(),
+            crate::store::kv::KeyValueDb::in_memory(),
+        )?;
         drop(Instance::start(runtime.engine(), &pre, Arc::clone(&ctx))?);
         let start = Instant::now();
         for _ in 0..iterations {

@@ -36,9 +36,46 @@ pub(crate) struct PluginContext {
     /// Outbound requests per destination and the rate limit, shared by its
     /// versions (see [`super::outbound`]).
     pub(crate) outbound: Arc<super::outbound::OutboundStats>,
+    /// This version's secret values (`[secrets]`), read at load.
+    pub(crate) secrets: Arc<super::secrets::Secrets>,
+    /// The plugins' durable key-value state (`wasi:keyvalue`).
+    pub(crate) state_db: Arc<crate::store::kv::KeyValueDb>,
 }
 
 impl PluginContext {
+    /// The context of a new version of a plugin: its secrets read (the
+    /// error names the first that cannot be), its output captured.
+    ///
+    /// # Errors
+    /// [`PluginError::Init`] for a secret that cannot be read.
+    pub(crate) fn new(
+        manifest: Manifest,
+        bus: Bus,
+        handle: tokio::runtime::Handle,
+        subscriber: Option<Arc<Subscriber>>,
+        violations: Arc<super::violations::Violations>,
+        outbound: Arc<super::outbound::OutboundStats>,
+        state_db: Arc<crate::store::kv::KeyValueDb>,
+    ) -> Result<Arc<PluginContext>, PluginError> {
+        let secrets = Arc::new(super::secrets::Secrets::resolve(
+            &manifest.name,
+            &manifest.secrets,
+        )?);
+        Ok(Arc::new(PluginContext {
+            stdout: Capture::new(&manifest.name, "stdout", Arc::clone(&secrets)),
+            stderr: Capture::new(&manifest.name, "stderr", Arc::clone(&secrets)),
+            bus,
+            subscriber,
+            handle,
+            violations,
+            memory_bytes: AtomicU64::new(0),
+            outbound,
+            secrets,
+            state_db,
+            manifest,
+        }))
+    }
+
     pub(crate) fn name(&self) -> &str {
         &self.manifest.name
     }
@@ -98,7 +135,8 @@ impl PluginContext {
 pub(crate) struct PluginState {
     pub(crate) ctx: Arc<PluginContext>,
     wasi: WasiCtx,
-    table: ResourceTable,
+    /// Resources of WASI, `wasi:http` and `wasi:keyvalue`.
+    pub(super) table: ResourceTable,
     http: WasiHttpCtx,
     /// The `send_request` hook: every outbound request passes it.
     gate: super::outbound::Gate,

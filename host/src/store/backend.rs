@@ -70,3 +70,29 @@ impl StorageBackend for NoSyncBackend {
         self.0.query_lock_range(start, end)
     }
 }
+
+/// Opens (or creates) a redb file with `durability`'s backend.
+pub(crate) fn open_database(
+    path: &std::path::Path,
+    durability: super::Durability,
+) -> Result<redb::Database, String> {
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+        .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+    let backend = FileBackend::new(file).map_err(|e| format!("{}: {e}", path.display()))?;
+    let builder = redb::Builder::new();
+    match durability {
+        super::Durability::Immediate => builder.create_with_backend(backend),
+        super::Durability::Relaxed => builder.create_with_backend(NoSyncBackend(backend)),
+    }
+    .map_err(|e| match e {
+        redb::DatabaseError::DatabaseAlreadyOpen => {
+            format!("{}: another process holds it", path.display())
+        }
+        other => format!("{}: {other}", path.display()),
+    })
+}

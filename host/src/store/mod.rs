@@ -69,6 +69,7 @@ mod engine;
 mod error;
 mod index;
 pub mod json;
+pub mod kv;
 mod selector;
 mod settings;
 mod start;

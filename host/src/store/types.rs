@@ -71,6 +71,8 @@ impl FromStr for ExpectedVersion {
 /// When a commit counts as done.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[derive(strum::Display)]
+#[strum(serialize_all = "snake_case")]
 pub enum Durability {
     /// Every commit is flushed to the disk (`fdatasync`) before it is
     /// acknowledged: an acknowledged append survives a process crash and an
@@ -82,16 +84,6 @@ pub enum Durability {
     /// case, the file damaged) on an operating-system crash or power loss.
     /// For tests, benchmarks and data that can be rebuilt.
     Relaxed,
-}
-
-/// `immediate` or `relaxed`.
-impl fmt::Display for Durability {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Durability::Immediate => "immediate",
-            Durability::Relaxed => "relaxed",
-        })
-    }
 }
 
 /// Parses `immediate` or `relaxed`.
@@ -112,6 +104,8 @@ impl FromStr for Durability {
 /// The order of a read.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[derive(strum::Display)]
+#[strum(serialize_all = "snake_case")]
 pub enum Direction {
     /// Ascending event numbers / positions, starting at `from`.
     #[default]
@@ -119,16 +113,6 @@ pub enum Direction {
     /// Descending event numbers / positions, starting at `from`
     /// (`u64::MAX`: from the end).
     Backward,
-}
-
-/// `forward` or `backward`.
-impl fmt::Display for Direction {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Direction::Forward => "forward",
-            Direction::Backward => "backward",
-        })
-    }
 }
 
 /// Parses `forward` or `backward`.
@@ -350,4 +334,23 @@ pub struct ReadBatch {
     /// been considered (returned or found not to match). Never less than the
     /// `from_position` of the read.
     pub next_position: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn display_is_the_serde_name_and_parses_back() {
+        for d in [Durability::Immediate, Durability::Relaxed] {
+            assert_eq!(serde_json::to_value(d).unwrap(), d.to_string());
+            assert_eq!(d.to_string().parse::<Durability>().unwrap(), d);
+        }
+        for d in [Direction::Forward, Direction::Backward] {
+            assert_eq!(serde_json::to_value(d).unwrap(), d.to_string());
+            assert_eq!(d.to_string().parse::<Direction>().unwrap(), d);
+        }
+        assert_eq!(Durability::Relaxed.to_string(), "relaxed");
+        assert_eq!(Direction::Backward.to_string(), "backward");
+    }
 }

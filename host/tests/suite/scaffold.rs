@@ -53,8 +53,8 @@ async fn generate_build_inspect_run(lang: &str, dir: &Path) {
     assert!(ok, "{out}");
     for expected in [
         "world: subscriber",
-        "contract: exesdb:plugin@0.1.0",
-        "exesdb:plugin/handler@0.1.0",
+        "contract: exesdb:plugin@0.2.0",
+        "exesdb:plugin/handler@0.2.0",
         "manifest:",
         "ok (",
     ] {
@@ -93,6 +93,22 @@ async fn a_new_project_in_each_language_builds_and_runs() {
     let dir = tempfile::tempdir().unwrap();
     for lang in ["rust", "python", "js"] {
         generate_build_inspect_run(lang, dir.path()).await;
+    }
+}
+
+#[test]
+fn inspect_names_the_contract_a_component_was_built_against() {
+    for (wasm, contract) in [
+        (exesdb_host::artifacts::TEST_CONTRACT_0_1_WASM, "0.1.0"),
+        (exesdb_host::artifacts::TEST_GUEST_WASM, "0.2.0"),
+    ] {
+        let (ok, out) = cli(&["plugin", "inspect", wasm]);
+        assert!(ok, "{out}");
+        assert!(out.contains("world: subscriber\n"), "{out}");
+        assert!(
+            out.contains(&format!("contract: exesdb:plugin@{contract}\n")),
+            "{wasm}: {out}"
+        );
     }
 }
 

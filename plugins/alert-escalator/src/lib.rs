@@ -47,7 +47,7 @@ use serde::Deserialize;
 
 use policy::{Decision, Policy};
 
-wit_bindgen::generate!({ world: "alert-escalator", path: "../../wit" });
+wit_bindgen::generate!({ world: "alert-escalator", path: "../../wit", generate_all });
 
 use exesdb::plugin::host;
 use exesdb::plugin::types::{Error, LogLevel, Message};

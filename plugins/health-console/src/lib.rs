@@ -33,7 +33,7 @@ use std::collections::HashMap;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
-wit_bindgen::generate!({ world: "subscriber", path: "../../wit" });
+wit_bindgen::generate!({ world: "subscriber", path: "../../wit", generate_all });
 
 use exesdb::plugin::host::{self, PublishOptions};
 use exesdb::plugin::types::{Channel, Error, LogLevel, Message};

@@ -5,7 +5,7 @@
 // alerts again only after the rate has come back under it.
 // Config: `threshold` (number, default 1000), `severity` (default "warning").
 
-import { log, pluginName, publish } from "exesdb:plugin/host@0.1.0";
+import { log, pluginName, publish } from "exesdb:plugin/host@0.2.0";
 
 const SEVERITIES = ["info", "warning", "error", "critical"];
 let threshold = 1000;

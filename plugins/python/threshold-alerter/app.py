@@ -15,7 +15,7 @@ import json
 from componentize_py_types import Err
 from wit_world import exports
 from wit_world.exports.handler import BatchFailure
-from wit_world.imports import host, types
+from wit_world.imports import host, exesdb_plugin_types as types
 
 SEVERITIES = ("info", "warning", "error", "critical")
 

@@ -24,7 +24,7 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
-wit_bindgen::generate!({ world: "subscriber", path: "../../wit" });
+wit_bindgen::generate!({ world: "subscriber", path: "../../wit", generate_all });
 
 use exesdb::plugin::host;
 use exesdb::plugin::types::{Channel, Error, LogLevel, Message};

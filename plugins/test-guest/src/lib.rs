@@ -17,6 +17,8 @@
 //! | `deny-flood`    | makes `n` (default 100000) publishes on `security` (outside its grants) per message, then reports how many were denied (`custom.deny_flood`, `{"denied": k}`) |
 //! | `socket`        | tries a TCP connect and a UDP bind, reports the outcomes (`custom.socket`, `{"tcp": …, "udp": …}`, `"ok"` or `"err:<kind>"`) |
 //! | `http`          | makes the outbound HTTP request the message's payload describes and reports its outcome (see below) |
+//! | `state`         | runs the `wasi:keyvalue` operation the message's payload describes and reports its outcome (see below) |
+//! | `secret`        | reads the secret the payload names through `wasi:config/store`, logs it and reports whether it matched (see below) |
 //! | `init-fail`     | `init` fails                                                              |
 //! | `stderr`        | writes a line to stderr and one to stdout, then echoes                    |
 //!
@@ -45,6 +47,22 @@
 //! (wasmtime-wasi-http 48 attaches none to body errors: `"connection read
 //! timeout"`, `"HTTP response body size exceeds limit: N bytes"`).
 //!
+//! **State**: the payload is `{"op": "get"|"set"|"delete"|"exists"|"incr"|"cas"|"list",
+//! "bucket": "default", "key": "k", "value": "text", "delta": 1, "expected": "text"|null,
+//! "cursor": "k"}` (only what the op needs; `bucket` default `"default"`). `cas`
+//! reads the value (`cas.new`), replaces it with `value` only when what it
+//! read equals `expected`, then swaps. Reported as `custom.state`:
+//! `{"value": <text or null>}` (get; incr: the new count), `{"exists": b}`,
+//! `{"ok": true}` (set, delete, cas swapped), `{"cas_failed": <current text or null>}`,
+//! `{"keys": [...], "cursor": <text or null>}` (list), or `{"error": "<debug text>"}`.
+//! `fill` (for benchmarks) sets `value` under `<key>0` … `<key><delta-1>`,
+//! reads each back, and reports `{"ok": true, "ops": 2 * delta}`.
+//!
+//! **Secret**: the payload is `{"name": "token", "expect": "value", "fail": false}`.
+//! Logs `secret <name> is <value>` (info), then reports `custom.secret`
+//! `{"found": b, "matches": <value == expect>, "names": [<get-all names>]}`; with
+//! `"fail": true` it instead fails the message with `leaking <value>`.
+//!
 //! ## Config (`[config]` in `plugin.toml`)
 //!
 //! | key    | type    | default   | meaning                                |
@@ -57,7 +75,7 @@ use std::cell::RefCell;
 use serde::Deserialize;
 use serde_json::json;
 
-wit_bindgen::generate!({ world: "subscriber", path: "../../wit" });
+wit_bindgen::generate!({ world: "subscriber", path: "../../wit", generate_all });
 
 use exesdb::plugin::host;
 use exesdb::plugin::types::{Channel, Error, Message};
@@ -82,6 +100,8 @@ enum Mode {
     DenyFlood,
     Socket,
     Http,
+    State,
+    Secret,
 }
 
 impl Mode {
@@ -101,6 +121,8 @@ impl Mode {
         ("deny-flood", Mode::DenyFlood),
         ("socket", Mode::Socket),
         ("http", Mode::Http),
+        ("state", Mode::State),
+        ("secret", Mode::Secret),
     ];
 
     fn parse(name: &str) -> Result<Mode, Error> {
@@ -247,6 +269,8 @@ fn handle(message: &Message, batch: bool) -> Result<(), Error> {
         Mode::DenyFlood => deny_flood(n),
         Mode::Socket => sockets(),
         Mode::Http => http(message),
+        Mode::State => state(message),
+        Mode::Secret => secret(message),
         Mode::Probe => probe(),
         Mode::Stderr => {
             eprintln!("test-guest stderr: {}", message.id);
@@ -497,3 +521,127 @@ fn hog_memory() -> ! {
 }
 
 export!(TestGuest);
+
+/// A `state` mode request.
+#[derive(Debug, Deserialize)]
+struct StateAsk {
+    op: String,
+    #[serde(default)]
+    bucket: Option<String>,
+    #[serde(default)]
+    key: String,
+    #[serde(default)]
+    value: Option<String>,
+    #[serde(default)]
+    delta: Option<i64>,
+    #[serde(default)]
+    expected: Option<String>,
+    #[serde(default)]
+    cursor: Option<String>,
+}
+
+/// Runs one `wasi:keyvalue` operation; reports its outcome.
+fn state(message: &Message) -> Result<(), Error> {
+    use wasi::keyvalue::{atomics, store};
+
+    let ask: StateAsk = serde_json::from_str(&message.payload)
+        .map_err(|e| Error::InvalidPayload(format!("state mode: {e}")))?;
+    let text = |v: Option<Vec<u8>>| v.map(|b| String::from_utf8_lossy(&b).into_owned());
+    let run = || -> Result<serde_json::Value, String> {
+        let e = |e: store::Error| format!("{e:?}");
+        let bucket = store::open(ask.bucket.as_deref().unwrap_or("default")).map_err(e)?;
+        let value = ask.value.clone().unwrap_or_default().into_bytes();
+        Ok(match ask.op.as_str() {
+            "get" => json!({ "value": text(bucket.get(&ask.key).map_err(e)?) }),
+            "set" => {
+                bucket.set(&ask.key, &value).map_err(e)?;
+                json!({ "ok": true })
+            }
+            "delete" => {
+                bucket.delete(&ask.key).map_err(e)?;
+                json!({ "ok": true })
+            }
+            "exists" => json!({ "exists": bucket.exists(&ask.key).map_err(e)? }),
+            "incr" => {
+                let n = atomics::increment(&bucket, &ask.key, ask.delta.unwrap_or(1)).map_err(e)?;
+                json!({ "value": n.to_string() })
+            }
+            "cas" => {
+                let cas = atomics::Cas::new(&bucket, &ask.key).map_err(e)?;
+                let current = text(cas.current().map_err(e)?);
+                if current != ask.expected {
+                    return Ok(json!({ "cas_failed": current }));
+                }
+                match atomics::swap(cas, &value) {
+                    Ok(()) => json!({ "ok": true }),
+                    Err(atomics::CasError::CasFailed(fresh)) => {
+                        json!({ "cas_failed": text(fresh.current().map_err(e)?) })
+                    }
+                    Err(atomics::CasError::StoreError(err)) => return Err(e(err)),
+                }
+            }
+            "list" => {
+                let r = bucket.list_keys(ask.cursor.as_deref()).map_err(e)?;
+                json!({ "keys": r.keys, "cursor": r.cursor })
+            }
+            "fill" => {
+                // `delta` sets of `value` under keys `<key>0…`, then as many gets.
+                let n = ask.delta.unwrap_or(1).max(0);
+                for i in 0..n {
+                    bucket.set(&format!("{}{i}", ask.key), &value).map_err(e)?;
+                }
+                for i in 0..n {
+                    let got = bucket.get(&format!("{}{i}", ask.key)).map_err(e)?;
+                    if got.as_deref() != Some(value.as_slice()) {
+                        return Err(format!("key {}{i} read back wrong", ask.key));
+                    }
+                }
+                json!({ "ok": true, "ops": 2 * n })
+            }
+            other => return Err(format!("unknown op `{other}`")),
+        })
+    };
+    let outcome = run().unwrap_or_else(|error| json!({ "error": error }));
+    report("custom.state", outcome)
+}
+
+/// A `secret` mode request.
+#[derive(Debug, Deserialize)]
+struct SecretAsk {
+    name: String,
+    #[serde(default)]
+    expect: Option<String>,
+    #[serde(default)]
+    fail: bool,
+}
+
+/// Reads a secret through `wasi:config/store`; logs it (the host redacts
+/// it) and reports whether it matched.
+fn secret(message: &Message) -> Result<(), Error> {
+    use wasi::config::store;
+
+    let ask: SecretAsk = serde_json::from_str(&message.payload)
+        .map_err(|e| Error::InvalidPayload(format!("secret mode: {e}")))?;
+    let value = store::get(&ask.name).map_err(|e| Error::Failed(format!("{e:?}")))?;
+    let names: Vec<String> = store::get_all()
+        .map_err(|e| Error::Failed(format!("{e:?}")))?
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect();
+    let shown = value.clone().unwrap_or_default();
+    host::log(
+        exesdb::plugin::types::LogLevel::Info,
+        &format!("secret {} is {shown}", ask.name),
+    );
+    if ask.fail {
+        return Err(Error::Failed(format!("leaking {shown}")));
+    }
+    report(
+        "custom.secret",
+        json!({
+            "found": value.is_some(),
+            "matches": value.is_some() && value == ask.expect,
+            "names": names,
+        }),
+    )
+}

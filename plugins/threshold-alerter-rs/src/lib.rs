@@ -12,7 +12,7 @@ use std::collections::HashSet;
 
 use serde_json::{json, Value};
 
-wit_bindgen::generate!({ world: "subscriber", path: "../../wit" });
+wit_bindgen::generate!({ world: "subscriber", path: "../../wit", generate_all });
 
 use exesdb::plugin::host::{self, PublishOptions};
 use exesdb::plugin::types::{Channel, Error, LogLevel, Message};

@@ -22,18 +22,23 @@ mod manifest_docs;
 mod monitoring;
 mod outbound;
 mod plugin_alert_escalator;
+mod plugin_alert_notifier;
+mod plugin_alert_webhook_js;
 mod plugin_health_console;
 mod plugin_json_log_formatter;
 mod plugin_logfmt_formatter;
 mod plugin_stream_projection;
+mod plugin_test_contract_0_1;
 mod plugin_test_guest;
 mod plugin_text_log_formatter;
 mod plugin_threshold_alerter;
 mod plugin_threshold_alerter_js;
 mod plugin_threshold_alerter_rs;
+mod plugin_webhook_delivery;
 mod plugins_have_tests;
 mod reload;
 mod runtime_output;
+mod state_secrets;
 mod store;
 
 #[test]

@@ -2,18 +2,23 @@
 //! real HTTP server on 127.0.0.1 started by each test: the `test-guest`
 //! plugin in mode `http` makes the request each event's payload describes
 //! and reports its status or error (`custom.http` on `diagnostics`).
+//! Each destination's figures (status classes, latency) and circuit breaker
+//! are read from `plugin status` and the breaker's `SubscriptionHealth`
+//! events on `health`.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::common::http::{self, Reply};
 use crate::common::*;
 use exesdb_host::bus::{Bus, Channel};
+use exesdb_host::health::HealthMonitoring;
 use exesdb_host::messages::audit::AccessLog;
 use exesdb_host::messages::security::AccessViolation;
+use exesdb_host::messages::tracking::{
+    BreakerState, HealthEventType, SubscriptionHealth, SubscriptionStatus,
+};
 use exesdb_host::runtime::{Manifest, OutboundInfo};
 use serde_json::{json, Value};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
 
 /// One request the server received: method, path, body.
 type Seen = (String, String, String);
@@ -24,119 +29,67 @@ type Seen = (String, String, String);
 /// `/chunked/N` (N bytes, chunked), `/drip` (declares 100 bytes, sends 1).
 struct Server {
     port: u16,
-    seen: Arc<std::sync::Mutex<Vec<Seen>>>,
+    http: http::Server,
 }
 
 impl Server {
     async fn start() -> Server {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
-        let log = Arc::clone(&seen);
-        tokio::spawn(async move {
-            while let Ok((stream, _)) = listener.accept().await {
-                tokio::spawn(answer(stream, Arc::clone(&log)));
-            }
-        });
-        Server { port, seen }
+        Server::start_on(0).await
+    }
+
+    /// A server on `port` of 127.0.0.1 (0: any free one).
+    async fn start_on(port: u16) -> Server {
+        let http = http::Server::start_on(port, |r, _| answer(&r.target)).await;
+        Server {
+            port: http.port,
+            http,
+        }
     }
 
     fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.port)
+        self.http.url(path)
     }
 
     fn seen(&self) -> Vec<Seen> {
-        self.seen.lock().unwrap().clone()
+        let seen = self.http.requests().into_iter();
+        seen.map(|r| {
+            let body = String::from_utf8_lossy(&r.body).into_owned();
+            (r.method, r.target, body)
+        })
+        .collect()
     }
 }
 
-async fn answer(mut s: TcpStream, seen: Arc<std::sync::Mutex<Vec<Seen>>>) {
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 4096];
-    let head_end = loop {
-        match s.read(&mut chunk).await {
-            Ok(0) | Err(_) => return,
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-        }
-        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            break i + 4;
-        }
-    };
-    let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
-    let mut words = head.split_whitespace();
-    let (method, path) = (
-        words.next().unwrap_or("").to_owned(),
-        words.next().unwrap_or("").to_owned(),
-    );
-    let length: usize = head
-        .lines()
-        .find_map(|l| {
-            let (k, v) = l.split_once(':')?;
-            k.eq_ignore_ascii_case("content-length")
-                .then(|| v.trim().parse().ok())?
-        })
-        .unwrap_or(0);
-    while buf.len() < head_end + length {
-        match s.read(&mut chunk).await {
-            Ok(0) | Err(_) => break,
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-        }
-    }
-    let body = String::from_utf8_lossy(&buf[head_end..]).into_owned();
-    seen.lock().unwrap().push((method, path.clone(), body));
+/// The answer to a request for `path`.
+fn answer(path: &str) -> Reply {
     let (what, arg) = path
         .trim_start_matches('/')
         .split_once('/')
         .unwrap_or((path.trim_start_matches('/'), ""));
     let n: u64 = arg.parse().unwrap_or(0);
-    let ok = |status: u64, body: &str| {
-        format!(
-            "HTTP/1.1 {status} X\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-            body.len()
-        )
-    };
-    let _ = match what {
-        "status" => s.write_all(ok(n, "ok").as_bytes()).await,
-        "slow" => {
-            tokio::time::sleep(Duration::from_millis(n)).await;
-            s.write_all(ok(200, "ok").as_bytes()).await
-        }
-        "silent" => {
-            tokio::time::sleep(Duration::from_secs(60)).await;
-            Ok(())
-        }
-        "big" => {
-            let head =
-                format!("HTTP/1.1 200 X\r\ncontent-length: {n}\r\nconnection: close\r\n\r\n");
-            let _ = s.write_all(head.as_bytes()).await;
-            s.write_all(&vec![b'x'; n as usize]).await
-        }
+    let x = |n: u64| vec![b'x'; n as usize];
+    match what {
+        "status" => Reply::new(n as u16, "ok"),
+        "slow" => Reply::new(200, "ok").after(Duration::from_millis(n)),
+        "silent" => Reply::silent(),
+        "big" => Reply::with_head(200, &format!("content-length: {n}\r\n"), x(n)),
         "chunked" => {
-            let _ = s
-                .write_all(
-                    b"HTTP/1.1 200 X\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n",
-                )
-                .await;
+            let mut body = Vec::new();
             let mut sent = 0;
             while sent < n {
                 let size = (n - sent).min(1000);
-                let piece = format!("{size:x}\r\n{}\r\n", "x".repeat(size as usize));
-                if s.write_all(piece.as_bytes()).await.is_err() {
-                    return;
-                }
+                body.extend(format!("{size:x}\r\n").into_bytes());
+                body.extend(x(size));
+                body.extend(b"\r\n");
                 sent += size;
             }
-            s.write_all(b"0\r\n\r\n").await
+            body.extend(b"0\r\n\r\n");
+            Reply::with_head(200, "transfer-encoding: chunked\r\n", body)
         }
-        "drip" => {
-            let _ = s
-                .write_all(b"HTTP/1.1 200 X\r\ncontent-length: 100\r\nconnection: close\r\n\r\nx")
-                .await;
-            tokio::time::sleep(Duration::from_secs(60)).await;
-            Ok(())
-        }
-        _ => s.write_all(ok(404, "no such path").as_bytes()).await,
-    };
+        "drip" => Reply::with_head(200, "content-length: 100\r\n", x(1))
+            .then_hold(Duration::from_secs(60)),
+        _ => Reply::new(404, "no such path"),
+    }
 }
 
 /// The test guest in mode `http` with these outbound grants and limits.
@@ -187,6 +140,29 @@ async fn violation(security: &exesdb_host::bus::Subscriber) -> AccessViolation {
 
 fn outbound_of(plugins: &exesdb_host::runtime::Plugins, name: &str) -> Vec<OutboundInfo> {
     plugins.status(name).unwrap().outbound
+}
+
+/// A destination's destination, `requests`, `errors` and `denied`.
+fn counts(o: &OutboundInfo) -> (String, u64, u64, u64) {
+    (o.destination.clone(), o.requests, o.errors, o.denied)
+}
+
+/// `[health_monitoring]` with these breaker thresholds.
+fn breaker(threshold: u32, cooldown_ms: u64, max_cooldown_ms: u64) -> HealthMonitoring {
+    HealthMonitoring {
+        unhealthy_threshold: threshold,
+        cooldown_ms,
+        max_cooldown_ms,
+        ..HealthMonitoring::default()
+    }
+}
+
+/// The next outbound breaker transition on `health`.
+async fn transition(health: &exesdb_host::bus::Subscriber) -> SubscriptionHealth {
+    next_where(health, |e| e.kind == "SubscriptionHealth")
+        .await
+        .decode()
+        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -255,15 +231,14 @@ async fn a_granted_request_reaches_the_server_and_is_logged_on_audit() {
         ),
         (json!("GET"), json!(503), json!(false))
     );
+    let outbound = outbound_of(&plugins, "granted");
     assert_eq!(
-        outbound_of(&plugins, "granted"),
-        [OutboundInfo {
-            destination,
-            requests: 2,
-            errors: 1,
-            denied: 0
-        }]
+        outbound.iter().map(counts).collect::<Vec<_>>(),
+        [(destination, 2, 1, 0)]
     );
+    let o = &outbound[0];
+    assert_eq!((o.status_2xx, o.status_5xx, o.failed), (1, 1, 0));
+    assert_eq!(o.breaker, BreakerState::Closed);
     let info = plugins.status("granted").unwrap();
     assert_eq!((info.violations, info.traps), (0, 0));
 }
@@ -317,14 +292,10 @@ async fn a_host_not_in_the_list_is_refused_and_reported() {
     let info = plugins.status("ungranted").unwrap();
     assert_eq!(info.violations, 1);
     assert_eq!(
-        info.outbound,
-        [OutboundInfo {
-            destination,
-            requests: 1,
-            errors: 0,
-            denied: 1
-        }]
+        info.outbound.iter().map(counts).collect::<Vec<_>>(),
+        [(destination, 1, 0, 1)]
     );
+    assert_eq!(info.outbound[0].latency_max_ms, 0.0, "never sent");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -541,4 +512,272 @@ async fn the_call_budget_still_bounds_the_guests_own_work() {
         "{:?}",
         start.elapsed()
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_receiver_opens_the_breaker_and_it_closes_when_the_receiver_returns() {
+    let (bus, plugins) = setup();
+    // Long enough for the refused request to come well inside it.
+    let cooldown = 1000;
+    plugins.set_outbound_breaker(&breaker(3, cooldown, 5000));
+    let echoes = watch(&bus, Channel::Diagnostics, "echo:>");
+    let health = watch(&bus, Channel::Health, "store_health:outbound");
+    // A port nothing listens on (yet).
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    plugins
+        .load(
+            http_guest("hook", &["http://127.0.0.1:*"], &[]),
+            &wasm("test-guest"),
+        )
+        .unwrap();
+    let destination = format!("http://127.0.0.1:{port}");
+    let url = format!("{destination}/status/200");
+    let refused = json!({"error": "ErrorCode::ConnectionRefused"});
+    for _ in 0..3 {
+        assert_eq!(ask(&bus, &echoes, json!({ "url": url })).await, refused);
+    }
+    // The third failure in a row opened it, reported once.
+    let opened = transition(&health).await;
+    assert_eq!(
+        (
+            opened.store.as_str(),
+            opened.subscription.as_str(),
+            opened.event,
+            opened.status,
+            opened.breaker,
+            opened.error_count,
+            opened.consecutive_failures,
+        ),
+        (
+            "outbound",
+            format!("hook:{destination}").as_str(),
+            HealthEventType::CircuitBreakerOpened,
+            SubscriptionStatus::Failed,
+            BreakerState::Open,
+            3,
+            3
+        )
+    );
+    let opened_at = Instant::now();
+
+    // The receiver is back, but the breaker is open: refused before
+    // connecting, so nothing reaches it.
+    let server = Server::start_on(port).await;
+    assert_eq!(ask(&bus, &echoes, json!({ "url": url })).await, refused);
+    assert!(server.seen().is_empty(), "{:?}", server.seen());
+    let o = outbound_of(&plugins, "hook").remove(0);
+    assert_eq!(
+        (
+            o.breaker,
+            o.requests,
+            o.errors,
+            o.failed,
+            o.breaker_rejected,
+            o.denied
+        ),
+        (BreakerState::Open, 4, 3, 3, 1, 0)
+    );
+    assert_eq!(o.last_error.as_deref(), Some("connection refused"), "{o:?}");
+    let json = serde_json::to_value(&o).unwrap();
+    assert_eq!(
+        (&json["breaker"], &json["breaker_rejected"]),
+        (&json!("open"), &json!(1))
+    );
+    quiet(&health, Duration::from_millis(50)).await;
+
+    // After the cooldown the next request is the trial; it succeeds and
+    // closes the breaker.
+    tokio::time::sleep(Duration::from_millis(cooldown).saturating_sub(opened_at.elapsed())).await;
+    let report = ask(&bus, &echoes, json!({ "url": url })).await;
+    assert_eq!(report, json!({"status": 200, "bytes": 2}));
+    assert_eq!(server.seen().len(), 1);
+    let events: Vec<_> = [transition(&health).await, transition(&health).await]
+        .iter()
+        .map(|h| (h.event, h.breaker, h.status))
+        .collect();
+    assert_eq!(
+        events,
+        [
+            (
+                HealthEventType::CircuitBreakerHalfOpen,
+                BreakerState::HalfOpen,
+                SubscriptionStatus::Degraded
+            ),
+            (
+                HealthEventType::CircuitBreakerClosed,
+                BreakerState::Closed,
+                SubscriptionStatus::Healthy
+            )
+        ]
+    );
+    let report = ask(&bus, &echoes, json!({ "url": url })).await;
+    assert_eq!(report["status"], 200);
+    let o = outbound_of(&plugins, "hook").remove(0);
+    assert_eq!(
+        (o.breaker, o.consecutive_failures, o.status_2xx, o.requests),
+        (BreakerState::Closed, 0, 2, 6)
+    );
+    // One message per transition, none for requests in a closed breaker.
+    quiet(&health, Duration::from_millis(100)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_errors_open_the_breaker_and_a_failed_trial_reopens_it_for_longer() {
+    let server = Server::start().await;
+    let (bus, plugins) = setup();
+    let cooldown = 600;
+    plugins.set_outbound_breaker(&breaker(2, cooldown, 5000));
+    let echoes = watch(&bus, Channel::Diagnostics, "echo:>");
+    let health = watch(&bus, Channel::Health, "subscription_health:outbound:>");
+    plugins
+        .load(
+            http_guest("retrier", &["http://127.0.0.1:*"], &[]),
+            &wasm("test-guest"),
+        )
+        .unwrap();
+    let refused = json!({"error": "ErrorCode::ConnectionRefused"});
+    // 5xx answers are responses for the guest, failures for the breaker.
+    for _ in 0..2 {
+        let report = ask(&bus, &echoes, json!({"url": server.url("/status/500")})).await;
+        assert_eq!(report["status"], 500);
+    }
+    let opened = transition(&health).await;
+    assert_eq!(opened.event, HealthEventType::CircuitBreakerOpened);
+    assert_eq!(opened.last_error.as_deref(), Some("status 500"));
+    let t0 = Instant::now();
+    // Any path of the destination is refused now.
+    let ok = server.url("/status/200");
+    assert_eq!(ask(&bus, &echoes, json!({ "url": ok })).await, refused);
+    assert_eq!(server.seen().len(), 2);
+
+    // The trial fails: open again, with the cooldown doubled.
+    tokio::time::sleep(Duration::from_millis(cooldown).saturating_sub(t0.elapsed())).await;
+    let report = ask(&bus, &echoes, json!({"url": server.url("/status/503")})).await;
+    assert_eq!(report["status"], 503);
+    assert_eq!(server.seen().len(), 3);
+    assert_eq!(
+        transition(&health).await.event,
+        HealthEventType::CircuitBreakerHalfOpen
+    );
+    let reopened = transition(&health).await;
+    let t1 = Instant::now();
+    assert_eq!(
+        (reopened.event, reopened.breaker),
+        (HealthEventType::CircuitBreakerOpened, BreakerState::Open)
+    );
+    tokio::time::sleep(Duration::from_millis(cooldown)).await;
+    assert_eq!(ask(&bus, &echoes, json!({ "url": ok })).await, refused);
+    assert_eq!(server.seen().len(), 3, "still open after one cooldown");
+
+    tokio::time::sleep(Duration::from_millis(2 * cooldown).saturating_sub(t1.elapsed())).await;
+    assert_eq!(
+        ask(&bus, &echoes, json!({ "url": ok })).await,
+        json!({"status": 200, "bytes": 2})
+    );
+    assert_eq!(server.seen().len(), 4);
+    assert_eq!(
+        transition(&health).await.event,
+        HealthEventType::CircuitBreakerHalfOpen
+    );
+    assert_eq!(
+        transition(&health).await.event,
+        HealthEventType::CircuitBreakerClosed
+    );
+    let o = outbound_of(&plugins, "retrier").remove(0);
+    assert_eq!(
+        (
+            o.requests,
+            o.errors,
+            o.status_5xx,
+            o.status_2xx,
+            o.breaker_rejected
+        ),
+        (6, 3, 3, 1, 2)
+    );
+    assert_eq!(o.breaker, BreakerState::Closed);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_classes_and_latency_are_shown_per_destination() {
+    let server = Server::start().await;
+    let (bus, plugins) = setup();
+    let echoes = watch(&bus, Channel::Diagnostics, "echo:>");
+    let timeout = 300;
+    plugins
+        .load(
+            http_guest(
+                "measured",
+                &["http://127.0.0.1:*"],
+                &[("http_timeout_ms", timeout)],
+            ),
+            &wasm("test-guest"),
+        )
+        .unwrap();
+    // The failures are never two in a row, so the breaker stays closed.
+    for (path, expected) in [
+        ("/status/200", json!({"status": 200, "bytes": 2})),
+        ("/status/302", json!({"status": 302, "bytes": 2})),
+        ("/status/404", json!({"status": 404, "bytes": 2})),
+        ("/status/503", json!({"status": 503, "bytes": 2})),
+        ("/slow/150", json!({"status": 200, "bytes": 2})),
+        (
+            "/silent",
+            json!({"error": "ErrorCode::ConnectionReadTimeout"}),
+        ),
+        ("/status/204", json!({"status": 204, "bytes": 0})), // no body with a 204
+    ] {
+        let report = ask(&bus, &echoes, json!({"url": server.url(path)})).await;
+        assert_eq!(report, expected, "{path}");
+    }
+    let o = outbound_of(&plugins, "measured").remove(0);
+    assert_eq!(
+        (
+            o.requests,
+            o.status_2xx,
+            o.status_3xx,
+            o.status_4xx,
+            o.status_5xx,
+            o.failed,
+            o.errors
+        ),
+        (7, 3, 1, 1, 1, 1, 2),
+        "{o:?}"
+    );
+    assert_eq!(
+        (o.breaker, o.consecutive_failures),
+        (BreakerState::Closed, 0)
+    );
+    assert_eq!(
+        o.last_error.as_deref(),
+        Some("connection read timeout"),
+        "{o:?}"
+    );
+    // The latency runs to the response head, or to the timeout: the
+    // longest is the timed-out request, the median a quick answer.
+    let (p50, p99, max) = (o.latency_p50_ms, o.latency_p99_ms, o.latency_max_ms);
+    assert!(max >= timeout as f64 && max < 3.0 * timeout as f64, "{o:?}");
+    assert_eq!(p99, max, "7 samples: the 99th percentile is the largest");
+    assert!(p50 < 150.0 && p50 > 0.0, "{o:?}");
+    let json = serde_json::to_value(&o).unwrap();
+    for key in [
+        "status_2xx",
+        "status_3xx",
+        "status_4xx",
+        "status_5xx",
+        "failed",
+        "breaker_rejected",
+        "breaker",
+        "consecutive_failures",
+        "last_error",
+        "latency_p50_ms",
+        "latency_p99_ms",
+        "latency_max_ms",
+    ] {
+        assert!(json.get(key).is_some(), "{key} in {json}");
+    }
+    assert_eq!(json["breaker"], "closed");
 }

@@ -1,6 +1,8 @@
 //! Black-box tests of the real `json-log-formatter` plugin: the exact JSON
 //! line it renders (keys, values and key order), its `include_metadata`
-//! config, and its use as the console's line formatter.
+//! config, and its use as the console's line formatter: one `format` call
+//! per record, one `format-batch` call for the records that queued while
+//! the formatter was busy.
 
 use crate::common;
 
@@ -392,4 +394,189 @@ async fn the_console_prints_through_the_plugin() {
     assert_eq!(second["level"], "error");
     assert_eq!(second["message"], "second\nwith a break");
     assert_eq!(second["metadata"], json!({ "attempt": 3 }));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn format_batch_formats_several_entries_in_one_call() {
+    let (_bus, plugins) = common::setup();
+    let f = load(&plugins, NAME, |_| {});
+    let mut second = entry();
+    second.level = LogLevel::Info;
+    second.message = "second".into();
+    second.function = None;
+    let entries = vec![(entry(), TS), (second.clone(), TS + 1)];
+
+    assert_eq!(f.batch_calls(), 0);
+    let lines = f.format_entries(&entries, "n1").unwrap();
+    assert_eq!(f.batch_calls(), 1, "one call of the guest's format-batch");
+    // One line per entry, in order, each as `format` renders it.
+    assert_eq!(
+        lines,
+        [
+            f.format_entry(&entry(), TS, "n1").unwrap(),
+            f.format_entry(&second, TS + 1, "n1").unwrap()
+        ]
+    );
+    assert_eq!(f.batch_calls(), 1, "format does not count as a batch");
+    assert_eq!(f.format_entries(&[], "n1").unwrap(), Vec::<String>::new());
+
+    // Through the console's trait: one line per entry.
+    let through = LineFormatter::format_batch(&*f, &entries, "n1");
+    assert_eq!(through, lines.into_iter().map(Some).collect::<Vec<_>>());
+    assert_eq!(f.batch_calls(), 3);
+}
+
+/// The gate's two signals: entered (to the test), open (from the test).
+type Gate = (std::sync::mpsc::Sender<()>, std::sync::mpsc::Receiver<()>);
+
+/// The real formatter behind a gate: its first single-line `format` waits
+/// until the test opens the gate, so records logged meanwhile queue in the
+/// console; `format_batch` calls are counted with their sizes.
+struct Gated {
+    inner: Arc<FormatterPlugin>,
+    gate: Mutex<Option<Gate>>,
+    batches: Mutex<Vec<usize>>,
+}
+
+impl LineFormatter for Gated {
+    fn format(&self, entry: &LogEntry, timestamp_ms: u64, node: &str) -> Option<String> {
+        let gate = self.gate.lock().unwrap().take();
+        if let Some((entered, open)) = gate {
+            entered.send(()).unwrap();
+            open.recv().unwrap();
+        }
+        LineFormatter::format(&*self.inner, entry, timestamp_ms, node)
+    }
+
+    fn format_batch(&self, entries: &[(LogEntry, u64)], node: &str) -> Vec<Option<String>> {
+        self.batches.lock().unwrap().push(entries.len());
+        LineFormatter::format_batch(&*self.inner, entries, node)
+    }
+}
+
+/// Signals each record it sees before the console (the next layer) does.
+struct Seen(std::sync::mpsc::Sender<()>);
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Seen {
+    fn on_event(&self, _: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
+        let _ = self.0.send(());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_formats_records_that_queued_meanwhile_with_format_batch() {
+    let (_bus, plugins) = common::setup();
+    let f = load(&plugins, NAME, |_| {});
+    let (entered_tx, entered) = std::sync::mpsc::channel();
+    let (open, open_rx) = std::sync::mpsc::channel();
+    let gated = Arc::new(Gated {
+        inner: Arc::clone(&f),
+        gate: Mutex::new(Some((entered_tx, open_rx))),
+        batches: Mutex::default(),
+    });
+
+    let buf = Buf::default();
+    let boxed: Box<dyn Write + Send> = Box::new(buf.clone());
+    let sink: Sink = Arc::new(boxed.into());
+    let layer = ConsoleLayer::new(
+        Painter::new(false),
+        ConsoleFormat::Plugin(NAME.into()),
+        "node-b".into(),
+        sink,
+    );
+    *layer.plugin_slot().write() = Some(Arc::clone(&gated) as Arc<dyn LineFormatter>);
+    let (seen_tx, seen) = std::sync::mpsc::channel();
+    let dispatch = tracing::Dispatch::new(
+        tracing_subscriber::registry()
+            .with(Seen(seen_tx))
+            .with(layer),
+    );
+
+    // The first record: its thread formats it, held at the gate.
+    let first = {
+        let dispatch = dispatch.clone();
+        std::thread::spawn(move || {
+            tracing::dispatcher::with_default(&dispatch, || tracing::warn!("first"));
+        })
+    };
+    entered.recv().unwrap();
+    seen.recv().unwrap();
+
+    // Four more while it formats: they queue, each thread waiting for its line.
+    const MORE: usize = 4;
+    let more: Vec<_> = (0..MORE)
+        .map(|i| {
+            let (dispatch, buf) = (dispatch.clone(), buf.clone());
+            std::thread::spawn(move || {
+                let message = format!("queued-{i}");
+                tracing::dispatcher::with_default(&dispatch, || {
+                    tracing::info!(n = i as u64, "{message}");
+                });
+                // Back from logging only once its line is printed.
+                let out = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+                assert!(out.contains(&format!("\"{message}\"")), "{out:?}");
+            })
+        })
+        .collect();
+    for _ in 0..MORE {
+        seen.recv().unwrap();
+    }
+    // Past `Seen`, each record is queued at once, without waiting on anything.
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    assert_eq!(
+        buf.take(),
+        "",
+        "nothing printed while the formatter is busy"
+    );
+
+    open.send(()).unwrap();
+    first.join().unwrap();
+    for t in more {
+        t.join().unwrap();
+    }
+
+    assert_eq!(
+        *gated.batches.lock().unwrap(),
+        [MORE],
+        "one batch of the queued records"
+    );
+    assert_eq!(
+        f.batch_calls(),
+        1,
+        "the guest's format-batch was called once"
+    );
+    let out = buf.take();
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 1 + MORE, "{out:?}");
+    let first = parse(lines[0]);
+    assert_eq!(first["message"], "first");
+    assert_eq!(first["node"], "node-b");
+    let mut queued: Vec<(String, u64)> = lines[1..]
+        .iter()
+        .map(|l| {
+            let v = parse(l);
+            assert_eq!(v["level"], "info", "{l}");
+            assert_eq!(v["node"], "node-b", "{l}");
+            assert_eq!(
+                keys_in_order(l),
+                [
+                    "timestamp",
+                    "level",
+                    "node",
+                    "module",
+                    "message",
+                    "metadata"
+                ]
+            );
+            (
+                v["message"].as_str().unwrap().to_owned(),
+                v["metadata"]["n"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    queued.sort();
+    let expected: Vec<(String, u64)> = (0..MORE as u64)
+        .map(|i| (format!("queued-{i}"), i))
+        .collect();
+    assert_eq!(queued, expected);
 }

@@ -233,8 +233,8 @@ async fn malformed_wasm_wrong_world_and_failing_init_are_clear_errors() {
     let text = err.to_string();
     assert!(matches!(err, PluginError::WrongWorld { .. }), "{text}");
     assert!(
-        text.contains("exesdb:plugin/handler@0.1.0")
-            && text.contains("exesdb:plugin/formatter@0.1.0"),
+        text.contains("exesdb:plugin/handler@0.2.0")
+            && text.contains("exesdb:plugin/formatter@0.2.0"),
         "{text}"
     );
 

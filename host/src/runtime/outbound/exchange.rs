@@ -2,15 +2,18 @@
 //! flight (for the call budget, see [`super::budget`]) until it ends, and
 //! when it ends — its response read to the end, a failure, the guest
 //! dropping it, or a refusal after DNS — it is counted for its destination
-//! and, unless refused, logged on `audit` as one `AccessLog`.
+//! (status class, latency, and its breaker settled, see
+//! [`super::circuit`]) and, unless refused, logged on `audit` as one
+//! `AccessLog`.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use super::stats::Outcome;
+use super::circuit;
+use super::stats::Ended;
 use crate::bus::Channel;
 use crate::integration::topics;
 use crate::messages::Envelope;
@@ -27,6 +30,10 @@ pub(crate) struct Exchange {
     destination: String,
     method: String,
     started: Instant,
+    /// When the response head came, after `started`.
+    head_after: Option<Duration>,
+    /// It is its destination's half-open trial.
+    trial: bool,
     status: Option<u16>,
     bytes: u64,
     error: Option<String>,
@@ -44,12 +51,14 @@ impl std::fmt::Debug for Exchange {
 }
 
 impl Exchange {
-    /// A request admitted now, counted in flight.
+    /// A request admitted now (as its breaker's trial when `trial`),
+    /// counted in flight.
     pub(crate) fn start(
         ctx: Arc<PluginContext>,
         in_flight: Arc<AtomicUsize>,
         destination: String,
         method: String,
+        trial: bool,
     ) -> Exchange {
         in_flight.fetch_add(1, Ordering::Relaxed);
         Exchange {
@@ -58,6 +67,8 @@ impl Exchange {
             destination,
             method,
             started: Instant::now(),
+            head_after: None,
+            trial,
             status: None,
             bytes: 0,
             error: None,
@@ -73,6 +84,7 @@ impl Exchange {
     /// The response's status arrived.
     pub(crate) fn responded(&mut self, status: u16) {
         self.status = Some(status);
+        self.head_after = Some(self.started.elapsed());
     }
 
     /// `n` more bytes of the response body arrived; the total so far.
@@ -95,7 +107,8 @@ impl Exchange {
         self.denied = true;
     }
 
-    /// Ends the exchange (once): out of flight, counted, logged.
+    /// Ends the exchange (once): out of flight, counted (a breaker
+    /// transition published), logged.
     pub(crate) fn finish(&mut self) {
         if std::mem::replace(&mut self.done, true) {
             return;
@@ -104,14 +117,20 @@ impl Exchange {
         if self.status.is_none() && self.error.is_none() && !self.denied {
             self.error = Some("cancelled by the plugin before the response".into());
         }
-        let outcome = if self.denied {
-            Outcome::Denied
-        } else if self.error.is_some() || self.status.is_none_or(|s| s >= 500) {
-            Outcome::Error
-        } else {
-            Outcome::Ok
+        let ended = Ended {
+            status: self.status,
+            error: self.error.clone(),
+            latency: self.head_after.unwrap_or_else(|| self.started.elapsed()),
+            denied: self.denied,
+            trial: self.trial,
         };
-        self.ctx.outbound.count(&self.destination, outcome);
+        let change = self
+            .ctx
+            .outbound
+            .end(&self.destination, ended, Instant::now());
+        if let Some((info, transition)) = change {
+            circuit::announce(&self.ctx, &info, transition);
+        }
         if !self.denied {
             self.log();
         }

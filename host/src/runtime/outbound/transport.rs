@@ -93,7 +93,16 @@ pub(crate) async fn send(
     plan: Plan,
     mut exchange: Exchange,
 ) -> Result<(hyper::Response<WasiBody>, Driver), Error> {
-    match head(req, &plan, &mut exchange).await {
+    let result = match open(&plan).await {
+        Ok(connection) => head(req, connection, &plan, &mut exchange).await,
+        Err(failure) => {
+            // Nothing was sent: take the body the guest writes, so the
+            // failure reaches it as the response's error (see `drain_body`).
+            super::drain_body(req.into_body(), plan.timeouts.first_byte).await;
+            Err(failure)
+        }
+    };
+    match result {
         Ok((head, driver)) => {
             let between_bytes = plan.timeouts.between_bytes;
             let response = head.map(|incoming| {
@@ -121,21 +130,32 @@ pub(crate) async fn send(
     }
 }
 
-/// Connects and sends `req`; the response head and the connection's driver.
-async fn head(
-    mut req: hyper::Request<WasiBody>,
-    plan: &Plan,
-    exchange: &mut Exchange,
-) -> Result<(hyper::Response<Incoming>, Driver), Failure> {
-    let t = plan.timeouts;
-    let (mut sender, conn) = tokio::time::timeout(t.connect, async {
+/// An HTTP/1 connection to the destination, not yet used.
+type Connection = (
+    hyper::client::conn::http1::SendRequest<WasiBody>,
+    hyper::client::conn::http1::Connection<TokioIo<Box<dyn Stream>>, WasiBody>,
+);
+
+/// Connects (within the connect timeout) and makes the HTTP/1 handshake.
+async fn open(plan: &Plan) -> Result<Connection, Failure> {
+    tokio::time::timeout(plan.timeouts.connect, async {
         let stream = connect(plan).await?;
         hyper::client::conn::http1::handshake::<_, WasiBody>(TokioIo::new(stream))
             .await
             .map_err(|e| Failure::Error(Error::Hyper(e)))
     })
     .await
-    .map_err(|_| Error::ConnectionTimeout)??;
+    .map_err(|_| Error::ConnectionTimeout)?
+}
+
+/// Sends `req` on `connection`; the response head and the connection's driver.
+async fn head(
+    mut req: hyper::Request<WasiBody>,
+    (mut sender, conn): Connection,
+    plan: &Plan,
+    exchange: &mut Exchange,
+) -> Result<(hyper::Response<Incoming>, Driver), Failure> {
+    let t = plan.timeouts;
     // Origin form on the wire: the scheme and authority are the connection's.
     let path = req
         .uri()

@@ -1,6 +1,8 @@
 //! Helpers shared by the tests: a bus, a plugin set, manifests of the real
 //! built components, waiting for messages, and running a test alone in a
-//! process of its own.
+//! process of its own; [`http`] is a tiny HTTP server for outbound requests.
+
+pub mod http;
 
 use std::sync::Arc;
 use std::time::Duration;

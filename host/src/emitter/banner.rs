@@ -1,52 +1,15 @@
-//! The spec's console line formats and the 72-column emitter banners.
+//! The spec's 72-column emitter banners, printed by each emitter worker as
+//! it starts (activation) and stops (termination).
 //!
-//! These functions return plain text; the console paints it in the line's
-//! colour class. The formats are pinned by the tests below.
+//! These functions return plain text; the console paints the title in the
+//! record's colour class (a record with a `banner` field is printed as a
+//! banner: its message is the title line, `banner` the body). The formats
+//! are pinned by the tests below.
 
 use std::fmt::Write as _;
 
 /// Width of the activation and termination banners.
 pub const BANNER_WIDTH: usize = 72;
-
-/// `🩺 SUBSCRIBED to health events for store: my_store`
-pub fn subscribed_health(store: &str) -> String {
-    format!("🩺 SUBSCRIBED to health events for store: {store}")
-}
-
-/// `📡 HEALTH EVENT: subscription_name -> event_type (metadata)`
-pub fn health_event(subscription: &str, event_type: &str, metadata: &str) -> String {
-    format!("📡 HEALTH EVENT: {subscription} -> {event_type} ({metadata})")
-}
-
-/// `📈 HEALTH SUMMARY: Store my_store - 5/7 healthy subscriptions`
-pub fn health_summary(store: &str, healthy: u64, total: u64) -> String {
-    format!("📈 HEALTH SUMMARY: Store {store} - {healthy}/{total} healthy subscriptions")
-}
-
-/// `🏥 HEALTH IMPACT: subscription_name is HEALTHY (registration_success)`
-pub fn health_impact(subscription: &str, status: &str, reason: &str) -> String {
-    format!(
-        "🏥 HEALTH IMPACT: {subscription} is {} ({reason})",
-        status.to_ascii_uppercase()
-    )
-}
-
-/// `📈 SUBSCRIBED to metrics events for store: my_store`
-pub fn subscribed_metrics(store: &str) -> String {
-    format!("📈 SUBSCRIBED to metrics events for store: {store}")
-}
-
-/// `📈 METRICS EVENT: my_store -> events_per_second=1250 @2025-07-27T11:30:00Z`
-pub fn metrics_event(store: &str, metric: &str, value: &str, at_rfc3339: &str) -> String {
-    format!("📈 METRICS EVENT: {store} -> {metric}={value} @{at_rfc3339}")
-}
-
-/// `📉 METRICS SUMMARY: Store my_store - 1250 eps, 50000 total, 12 active subs`
-pub fn metrics_summary(store: &str, eps: u64, total: u64, active_subs: u64) -> String {
-    format!(
-        "📉 METRICS SUMMARY: Store {store} - {eps} eps, {total} total, {active_subs} active subs"
-    )
-}
 
 /// The fields of an emitter worker's activation banner.
 ///
@@ -55,6 +18,7 @@ pub fn metrics_summary(store: &str, eps: u64, total: u64, active_subs: u64) -> S
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Activation<'a> {
     /// `"<store>:<selector>"`
+    /// ([`topics::store_stream`](crate::integration::topics::store_stream)).
     pub topic: &'a str,
     /// The store id.
     pub store: &'a str,
@@ -131,43 +95,6 @@ pub fn termination_banner(t: &Termination<'_>) -> (String, String) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn spec_lines() {
-        assert_eq!(
-            subscribed_health("my_store"),
-            "🩺 SUBSCRIBED to health events for store: my_store"
-        );
-        assert_eq!(
-            health_event("sub_a", "registration_success", "attempt=1"),
-            "📡 HEALTH EVENT: sub_a -> registration_success (attempt=1)"
-        );
-        assert_eq!(
-            health_summary("my_store", 5, 7),
-            "📈 HEALTH SUMMARY: Store my_store - 5/7 healthy subscriptions"
-        );
-        assert_eq!(
-            health_impact("subscription_name", "healthy", "registration_success"),
-            "🏥 HEALTH IMPACT: subscription_name is HEALTHY (registration_success)"
-        );
-        assert_eq!(
-            subscribed_metrics("my_store"),
-            "📈 SUBSCRIBED to metrics events for store: my_store"
-        );
-        assert_eq!(
-            metrics_event(
-                "my_store",
-                "events_per_second",
-                "1250",
-                "2025-07-27T11:30:00Z"
-            ),
-            "📈 METRICS EVENT: my_store -> events_per_second=1250 @2025-07-27T11:30:00Z"
-        );
-        assert_eq!(
-            metrics_summary("my_store", 1250, 50000, 12),
-            "📉 METRICS SUMMARY: Store my_store - 1250 eps, 50000 total, 12 active subs"
-        );
-    }
 
     #[test]
     fn activation_banner_snapshot() {
