@@ -92,6 +92,11 @@ pub struct KeyValueDb {
     db: Database,
     /// Each plugin's size in bytes, counted on first use.
     sizes: Mutex<HashMap<String, u64>>,
+    /// Held by a write from reading the plugin's size to recording the new
+    /// one, so two writes of one plugin (an old and a new version's
+    /// instances during a reload) cannot both start from the same size.
+    /// redb serialises write transactions anyway: this costs no concurrency.
+    writing: Mutex<()>,
 }
 
 impl std::fmt::Debug for KeyValueDb {
@@ -153,6 +158,7 @@ impl KeyValueDb {
         let db = Arc::new(KeyValueDb {
             db: super::backend::open_database(&path, durability).map_err(KvError::Storage)?,
             sizes: Mutex::default(),
+            writing: Mutex::default(),
         });
         open.push((path, Arc::downgrade(&db)));
         Ok(db)
@@ -167,6 +173,7 @@ impl KeyValueDb {
         Arc::new(KeyValueDb {
             db,
             sizes: Mutex::default(),
+            writing: Mutex::default(),
         })
     }
 
@@ -237,6 +244,7 @@ impl KeyValueDb {
         quota: u64,
         f: impl FnOnce(&mut redb::Table<'_, &str, &[u8]>) -> Result<(R, i64), KvError>,
     ) -> Result<R, KvError> {
+        let _writing = self.writing.lock();
         let before = self.size(plugin)?;
         let txn = self.db.begin_write().map_err(storage)?;
         let name = table_name(plugin);
