@@ -15,7 +15,7 @@ use exesdb_host::config::Config;
 use exesdb_host::emitter::{Emitters, Start, Stores, SubscriptionSpec, Target};
 use exesdb_host::health::HealthTracker;
 use exesdb_host::metrics::MetricsCollector;
-use exesdb_host::runtime::{Manifest, Plugins, Runtime};
+use exesdb_host::runtime::{Actor, Manifest, Plugins, Runtime};
 use exesdb_host::store::{Durability, ExpectedVersion, NewEvent, Selector};
 
 const N: usize = 2000;
@@ -41,7 +41,7 @@ fn main() {
         let text = "name = \"sink\"\nversion = \"1\"\nworld = \"subscriber\"\n\
                     [[publish]]\nchannel = \"diagnostics\"\npattern = \"echo:>\"\n[config]\nmode = \"echo\"\n";
         let wasm = std::fs::read(exesdb_host::artifacts::TEST_GUEST_WASM).unwrap();
-        plugins.load(Manifest::parse(text, "sink").unwrap(), &wasm).unwrap();
+        plugins.load(Actor::Operator, Manifest::parse(text, "sink").unwrap(), &wasm).unwrap();
         let echoes = bus.subscriber("echoes").unwrap();
         echoes.subscribe(Channel::Diagnostics, "echo:sink").unwrap();
         let spec = |s: &str| SubscriptionSpec {

@@ -28,7 +28,7 @@ use std::time::Instant;
 
 use exesdb_host::bus::{Bus, BusConfig, Channel};
 use exesdb_host::messages::Envelope;
-use exesdb_host::runtime::{Manifest, Plugins, Runtime};
+use exesdb_host::runtime::{Actor, Manifest, Plugins, Runtime};
 use exesdb_host::store::kv::KeyValueDb;
 use exesdb_host::store::Durability;
 use http_body_util::BodyExt;
@@ -206,6 +206,7 @@ fn main() {
         let plugins = Plugins::new(Arc::clone(&runtime), bus.clone(), 64);
         plugins
             .load(
+                Actor::Operator,
                 guest(
                     "bench-http",
                     "http",
@@ -227,7 +228,7 @@ fn main() {
             }
             print_http(label, median(p), median(n));
         }
-        plugins.unload("bench-http").await.unwrap();
+        plugins.unload(Actor::Operator, "bench-http").await.unwrap();
 
         for durability in [Durability::Relaxed, Durability::Immediate] {
             let name = format!("{durability:?}").to_lowercase();
@@ -237,6 +238,7 @@ fn main() {
                 Plugins::new(Arc::clone(&runtime), bus.clone(), 64).with_state_db(Arc::clone(&db));
             state_plugins
                 .load(
+                    Actor::Operator,
                     guest(
                         "bench-state",
                         "state",

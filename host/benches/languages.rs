@@ -16,7 +16,7 @@ use exesdb_host::bus::{Bus, BusConfig, Channel};
 use exesdb_host::config::RuntimeConfig;
 use exesdb_host::messages::metrics::ThroughputMetric;
 use exesdb_host::messages::Envelope;
-use exesdb_host::runtime::{Manifest, Plugins, Runtime};
+use exesdb_host::runtime::{Actor, Manifest, Plugins, Runtime};
 
 const PLUGINS: [&str; 3] = [
     "threshold-alerter-rs",
@@ -132,7 +132,9 @@ fn main() {
                 ..BusConfig::default()
             });
             let plugins = Plugins::new(Arc::clone(&runtime), bus.clone(), 256);
-            plugins.load(manifest(&base, name), &wasm).unwrap(); // compiles or loads from the cache
+            plugins
+                .load(Actor::Operator, manifest(&base, name), &wasm)
+                .unwrap(); // compiles or loads from the cache
             let envs = envelopes(n);
             let start = Instant::now();
             for e in envs {
@@ -144,12 +146,20 @@ fn main() {
             let rate = n as f64 / start.elapsed().as_secs_f64();
             // Memory: five more instances of the same (already compiled) component.
             let more = Plugins::new(Arc::clone(&on_demand), bus.clone(), 256);
-            more.load(manifest(&base, &format!("{name}-warm")), &wasm)
-                .unwrap(); // compiles or loads from the cache
+            more.load(
+                Actor::Operator,
+                manifest(&base, &format!("{name}-warm")),
+                &wasm,
+            )
+            .unwrap(); // compiles or loads from the cache
             let before = rss();
             for i in 0..5 {
-                more.load(manifest(&base, &format!("{name}-{i}")), &wasm)
-                    .unwrap();
+                more.load(
+                    Actor::Operator,
+                    manifest(&base, &format!("{name}-{i}")),
+                    &wasm,
+                )
+                .unwrap();
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
             let per = rss().saturating_sub(before) / 5;

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use exesdb_host::bus::{Bus, BusConfig, Channel};
 use exesdb_host::config::RuntimeConfig;
 use exesdb_host::messages::Envelope;
-use exesdb_host::runtime::{Manifest, Plugins, Runtime};
+use exesdb_host::runtime::{Actor, Manifest, Plugins, Runtime};
 
 fn messages() -> usize {
     std::env::var("BENCH_MESSAGES")
@@ -67,7 +67,9 @@ async fn plugin_rate(runtime: &Arc<Runtime>, n: usize, max_batch: usize) -> f64 
     let bus = bus(n);
     let plugins = Plugins::new(Arc::clone(runtime), bus.clone(), max_batch);
     let name = format!("noop-{max_batch}");
-    plugins.load(manifest(&name, max_batch), &wasm()).unwrap();
+    plugins
+        .load(Actor::Operator, manifest(&name, max_batch), &wasm())
+        .unwrap();
     let envs = envelopes(n);
     let start = Instant::now();
     for env in envs {
@@ -77,7 +79,7 @@ async fn plugin_rate(runtime: &Arc<Runtime>, n: usize, max_batch: usize) -> f64 
         tokio::time::sleep(Duration::from_micros(200)).await;
     }
     let rate = n as f64 / start.elapsed().as_secs_f64();
-    plugins.unload(&name).await.unwrap();
+    plugins.unload(Actor::Operator, &name).await.unwrap();
     rate
 }
 

@@ -18,7 +18,7 @@ use exesdb_host::bus::{Bus, BusConfig, Channel};
 use exesdb_host::config::RuntimeConfig;
 use exesdb_host::messages::Envelope;
 use exesdb_host::reload::Watcher;
-use exesdb_host::runtime::{bench_support, Manifest, Plugins, Runtime};
+use exesdb_host::runtime::{bench_support, Actor, Manifest, Plugins, Runtime};
 
 const DEBOUNCE: Duration = Duration::from_millis(50);
 
@@ -101,7 +101,7 @@ fn main() {
             let tag = format!("d{i}");
             let m = Manifest::parse(&manifest_text("swap", &tag), "direct").unwrap();
             let t0 = Instant::now();
-            plugins.reload(m, &wasm()).await.unwrap();
+            plugins.reload(Actor::Operator, m, &wasm()).await.unwrap();
             until_tag(&bus, &echoes, &tag).await;
             direct.push(t0.elapsed());
         }
@@ -142,10 +142,10 @@ fn main() {
             )
             .unwrap()
         };
-        idle.load(noop(999), &wasm()).unwrap(); // warm: code loaded once
+        idle.load(Actor::Operator, noop(999), &wasm()).unwrap(); // warm: code loaded once
         let before = rss_bytes();
         for i in 0..N {
-            idle.load(noop(i), &wasm()).unwrap();
+            idle.load(Actor::Operator, noop(i), &wasm()).unwrap();
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
         let per = (rss_bytes().saturating_sub(before)) / N;

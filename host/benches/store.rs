@@ -13,11 +13,22 @@
 //! - reads: `$all` forward in pages of 1,000; one stream forward through the
 //!   stream index; an event-type selector scanning `$all`.
 //!
+//! - durable appends from 4 threads over 100 streams in all (25 each), the
+//!   gateway bench's workload (`gateway.rs`), on a store already holding
+//!   `BENCH_STORE_PREFILL` events (default 1,000,000, as the gateway's store
+//!   holds after its warm-up and first rounds), against the same appends on
+//!   a fresh store;
+//!
 //! Events carry a ~200-byte JSON payload and go round-robin to 100 streams.
 //! Each append figure is the median of 3 rounds alternating with its
 //! baseline, each round on a fresh store. Files live under
 //! `BENCH_STORE_DIR` (default: cargo's target tmp dir, on disk, not tmpfs).
 //! `BENCH_STORE_SCALE` multiplies every event count (default 1.0).
+//! `BENCH_STORE_PROFILE=N` only appends N events (relaxed, batches of 100,
+//! one thread, 100 streams) to a fresh store and exits: a repeatable
+//! workload for `valgrind --tool=callgrind`. `BENCH_STORE_ONLY=gateway`
+//! only runs the gateway workload figure (with `BENCH_STORE_BUSY=1`, beside
+//! a thread keeping one core busy).
 
 mod support;
 use support::median;
@@ -100,6 +111,19 @@ fn append_store_threads(
     threads: usize,
 ) -> f64 {
     let store = Store::open(dir, "bench", durability).unwrap();
+    append_threads(&store, events, batch, threads, STREAMS, "orders")
+}
+
+/// `events` events in batches of `batch` from `threads` threads at once,
+/// each to its own `streams` streams named `{prefix}-{thread}-{n}`; events/s.
+fn append_threads(
+    store: &Store,
+    events: usize,
+    batch: usize,
+    threads: usize,
+    streams: usize,
+    prefix: &str,
+) -> f64 {
     let work: Vec<_> = (0..threads)
         .map(|_| batches(events / threads, batch))
         .collect();
@@ -110,7 +134,7 @@ fn append_store_threads(
             let store = store.clone();
             s.spawn(move || {
                 for (i, b) in w.into_iter().enumerate() {
-                    let stream = format!("orders-{t}-{}", i % STREAMS);
+                    let stream = format!("{prefix}-{t}-{}", i % streams);
                     store.append(&stream, ExpectedVersion::Any, b).unwrap();
                 }
             });
@@ -176,8 +200,53 @@ fn read_rate(mut read: impl FnMut(u64) -> (usize, u64)) -> (f64, usize) {
     (total as f64 / start.elapsed().as_secs_f64(), total)
 }
 
+/// The gateway bench's workload: `THREADS` threads over `STREAMS` streams
+/// in all, batches of 100, durable, on a store first filled with `prefill`
+/// events (relaxed, not timed); events/s.
+fn append_gateway_workload(dir: &Path, prefill: usize, events: usize) -> f64 {
+    if prefill > 0 {
+        let store = Store::open(dir, "bench", Durability::Relaxed).unwrap();
+        append_threads(&store, prefill, 100, THREADS, STREAMS / THREADS, "prefill");
+    }
+    let store = Store::open(dir, "bench", Durability::Immediate).unwrap();
+    append_threads(&store, events, 100, THREADS, STREAMS / THREADS, "gw")
+}
+
+/// Reports the gateway workload on a prefilled store against a fresh one.
+fn gateway_figure(prefill: usize, events: usize) {
+    let (mut full, mut fresh) = (Vec::new(), Vec::new());
+    for _ in 0..ROUNDS {
+        let dir = tempfile::tempdir_in(bench_dir()).unwrap();
+        full.push(append_gateway_workload(dir.path(), prefill, events));
+        let dir = tempfile::tempdir_in(bench_dir()).unwrap();
+        fresh.push(append_gateway_workload(dir.path(), 0, events));
+    }
+    report(
+        &format!("gateway workload, {} k prefilled", prefill / 1000),
+        median(full),
+        "gateway workload, fresh store",
+        median(fresh),
+    );
+}
+
 fn main() {
     std::fs::create_dir_all(bench_dir()).unwrap();
+    if let Some(n) = std::env::var("BENCH_STORE_PROFILE")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+    {
+        let dir = tempfile::tempdir_in(bench_dir()).unwrap();
+        let rate = append_store(dir.path(), Durability::Relaxed, n, 100);
+        println!(
+            "profile: {n} events, relaxed, batch 100: {:.1} k events/s",
+            rate / 1e3
+        );
+        return;
+    }
+    let prefill: usize = std::env::var("BENCH_STORE_PREFILL")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000);
     let single = scaled(3_000);
     let batched = scaled(300_000);
     let relaxed_single = scaled(30_000);
@@ -187,6 +256,11 @@ fn main() {
     append_store(dir.path(), Durability::Immediate, 1_000, 100);
     drop(dir);
 
+    if std::env::var("BENCH_STORE_ONLY").is_ok_and(|v| v == "gateway") {
+        let _spin = std::env::var_os("BENCH_STORE_BUSY").map(|_| support::Busy::start());
+        gateway_figure(prefill, batched);
+        return;
+    }
     let (d1, f1) = paired(Durability::Immediate, single, 1);
     report("append durable, batch 1", d1, "file + fdatasync", f1);
     let (d100, f100) = paired(Durability::Immediate, batched, 100);
@@ -214,6 +288,7 @@ fn main() {
         "durable, batch 100, 1 thr",
         d100,
     );
+    gateway_figure(prefill, batched);
     let (r1, _) = paired(Durability::Relaxed, relaxed_single, 1);
     report("append relaxed, batch 1", r1, "durable, batch 1", d1);
     let (r100, _) = paired(Durability::Relaxed, batched, 100);

@@ -22,7 +22,7 @@ use crate::health::{Announcer, ComponentReport, Reporter, StoreTrackers};
 use crate::integration::{topics, Integration};
 use crate::messages::system::LifecycleEvent;
 use crate::metrics::{Publisher, StoreCollectors};
-use crate::runtime::{Manifest, PluginError, Plugins, Runtime};
+use crate::runtime::{Actor, Manifest, PluginError, Plugins, Runtime};
 
 pub use crate::messages::system::SYSTEM_NAME;
 /// This build's version.
@@ -337,12 +337,12 @@ async fn load_plugins(config: &Config, plugins: &Arc<Plugins>) {
             results.push(
                 Manifest::parse(b.manifest, &origin)
                     .map_err(PluginError::from)
-                    .and_then(|m| plugins.load(m, b.wasm)),
+                    .and_then(|m| plugins.load(Actor::Operator, m, b.wasm)),
             );
         }
     }
     if !config.plugins.dir.is_empty() {
-        results.extend(plugins.load_dir(Path::new(&config.plugins.dir)));
+        results.extend(plugins.load_dir(Actor::Operator, Path::new(&config.plugins.dir)));
     }
     for err in results.into_iter().filter_map(Result::err) {
         plugins.report_not_loaded(&err);

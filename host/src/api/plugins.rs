@@ -10,7 +10,7 @@
 //! | POST | `/v1/plugins/upload` (multipart: `manifest`, `component`) | load or replace from uploaded files |
 //! | POST | `/v1/plugins/{name}/reload` `{"manifest": …}` (optional) | reload from the given or the original manifest |
 //! | DELETE | `/v1/plugins/{name}` | unload |
-//! | GET | `/v1/health` | the default store's subscription health summary |
+//! | GET | `/v1/health` | the default store's subscription health summary, and the plugins' outbound destinations' breakers |
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -22,7 +22,7 @@ use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 
 use super::error::ApiError;
-use crate::runtime::{Manifest, PluginError, PluginInfo, Plugins};
+use crate::runtime::{Actor, Manifest, PluginError, PluginInfo, Plugins};
 
 /// Who the audit trail names for changes made through the API.
 pub const ACTOR: &str = "admin-api";
@@ -128,7 +128,9 @@ async fn load(
     let path = req
         .manifest
         .ok_or_else(|| ApiError::bad("manifest", "`manifest` (a path) is required"))?;
-    Ok(Json(status(p.reload_file_by(ACTOR, &path).await?)))
+    Ok(Json(status(
+        p.reload_file(Actor::Named(ACTOR), &path).await?,
+    )))
 }
 
 /// `POST /v1/plugins/upload`: a `multipart/form-data` body with the parts
@@ -184,7 +186,9 @@ async fn upload(
     let manifest = Manifest::parse(&text, "<upload>/manifest.toml").map_err(|e| {
         ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()).at("manifest")
     })?;
-    Ok(Json(status(p.reload_by(ACTOR, manifest, &wasm).await?)))
+    Ok(Json(status(
+        p.reload(Actor::Named(ACTOR), manifest, &wasm).await?,
+    )))
 }
 
 async fn reload(
@@ -205,9 +209,9 @@ async fn reload(
                     ),
                 ));
             }
-            p.reload_file_by(ACTOR, &path).await?
+            p.reload_file(Actor::Named(ACTOR), &path).await?
         }
-        None => p.reload_from_source_by(ACTOR, &name).await?,
+        None => p.reload_from_source(Actor::Named(ACTOR), &name).await?,
     };
     Ok(Json(status(info)))
 }
@@ -216,7 +220,7 @@ async fn unload(
     State(p): State<Arc<Plugins>>,
     Path(name): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    p.unload_by(ACTOR, &name).await?;
+    p.unload(Actor::Named(ACTOR), &name).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -243,5 +247,21 @@ async fn health(State(p): State<Arc<Plugins>>) -> Json<serde_json::Value> {
             })
         })
         .collect();
-    Json(serde_json::json!({ "summary": summary, "subscriptions": subs }))
+    // Each plugin's outbound destinations and their circuit breakers.
+    let outbound: Vec<serde_json::Value> = p
+        .list()
+        .into_iter()
+        .flat_map(|info| {
+            let plugin = info.name;
+            info.outbound.into_iter().map(move |o| {
+                serde_json::json!({
+                    "plugin": plugin, "destination": o.destination, "breaker": o.breaker,
+                    "consecutive_failures": o.consecutive_failures, "requests": o.requests,
+                    "errors": o.errors, "failed": o.failed,
+                    "breaker_rejected": o.breaker_rejected, "last_error": o.last_error,
+                })
+            })
+        })
+        .collect();
+    Json(serde_json::json!({ "summary": summary, "subscriptions": subs, "outbound": outbound }))
 }

@@ -591,7 +591,11 @@ mod tests {
             .unwrap();
         let manifest = Manifest::from_file(&wasm.with_extension("toml")).unwrap();
         plugins
-            .load(manifest, &std::fs::read(&wasm).unwrap())
+            .load(
+                crate::runtime::Actor::Operator,
+                manifest,
+                &std::fs::read(&wasm).unwrap(),
+            )
             .unwrap();
         let boom = Envelope::new(
             Channel::Events,

@@ -8,10 +8,10 @@ use std::time::Duration;
 use notify::{RecursiveMode, Watcher as _};
 use tokio::sync::mpsc;
 
-use crate::runtime::{Fingerprint, Manifest, PluginError, Plugins};
+use crate::runtime::{Actor, Fingerprint, Manifest, PluginError, Plugins};
 
 /// Who the audit trail names for changes the watcher makes.
-pub const ACTOR: &str = crate::runtime::WATCHER_ACTOR;
+pub const ACTOR: Actor<'static> = Actor::Watcher;
 
 /// A running watcher; dropping it stops watching.
 #[derive(Debug)]
@@ -122,7 +122,7 @@ async fn apply(dir: &Path, name: &str, plugins: &Plugins, seen: &mut Rejections)
                 "📂 {} removed: unloading {name}",
                 manifest_path.display()
             );
-            let _ = plugins.unload_by(ACTOR, name).await;
+            let _ = plugins.unload(ACTOR, name).await;
         }
         return;
     };
@@ -149,7 +149,7 @@ async fn apply(dir: &Path, name: &str, plugins: &Plugins, seen: &mut Rejections)
                 wasm_path.display(),
                 manifest.name
             );
-            let _ = plugins.unload_by(ACTOR, &manifest.name).await;
+            let _ = plugins.unload(ACTOR, &manifest.name).await;
         } else {
             plugins.reject(
                 &PluginError::Read {
@@ -167,7 +167,7 @@ async fn apply(dir: &Path, name: &str, plugins: &Plugins, seen: &mut Rejections)
         return;
     }
     // Failures are reported (console and SystemAlert) by `Plugins` itself.
-    match plugins.reload_file_by(ACTOR, &manifest_path).await {
+    match plugins.reload_file(ACTOR, &manifest_path).await {
         Ok(_) => {
             seen.0.remove(name);
         }

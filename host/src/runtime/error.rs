@@ -117,6 +117,14 @@ pub enum PluginError {
     /// The engine could not be created.
     #[error("wasm engine: {0}")]
     Engine(String),
+    /// A `[runtime]` setting cannot be used.
+    #[error("[runtime] {key}: {message}")]
+    Setting {
+        /// The key.
+        key: &'static str,
+        /// Why.
+        message: String,
+    },
 }
 
 impl PluginError {
@@ -127,7 +135,7 @@ impl PluginError {
     /// The plugin's name, when the error concerns one.
     pub fn plugin(&self) -> Option<&str> {
         match self {
-            PluginError::Manifest(_) | PluginError::Engine(_) => None,
+            PluginError::Manifest(_) | PluginError::Engine(_) | PluginError::Setting { .. } => None,
             PluginError::Read { plugin, .. }
             | PluginError::Malformed { plugin, .. }
             | PluginError::WrongWorld { plugin, .. }

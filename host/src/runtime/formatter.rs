@@ -7,11 +7,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
-use wasmtime::component::InstancePre;
 
 use super::bindings::wit_types::{LogEntry as WitLogEntry, LogLevel as WitLevel};
-use super::instance::Instance;
-use super::state::{PluginContext, PluginState};
+use super::instance::{FormatterExports, Instance, Pre};
+use super::state::PluginContext;
 use super::{PluginError, Runtime};
 use crate::logging::LineFormatter;
 use crate::messages::logging::{LogEntry, LogLevel};
@@ -24,9 +23,9 @@ thread_local! {
 /// replaced on the next call.
 pub struct FormatterPlugin {
     ctx: Arc<PluginContext>,
-    pre: InstancePre<PluginState>,
+    pre: Pre<FormatterExports>,
     engine: wasmtime::Engine,
-    instance: Mutex<Option<Instance>>,
+    instance: Mutex<Option<Instance<FormatterExports>>>,
     /// Calls of `format-batch` that returned.
     batches: AtomicU64,
 }
@@ -52,7 +51,7 @@ fn wit_level(l: LogLevel) -> WitLevel {
 impl FormatterPlugin {
     pub(crate) fn start(
         runtime: &Runtime,
-        pre: InstancePre<PluginState>,
+        pre: Pre<FormatterExports>,
         ctx: Arc<PluginContext>,
     ) -> Result<Arc<FormatterPlugin>, PluginError> {
         let first = Instance::start(runtime.engine(), &pre, Arc::clone(&ctx))?;
@@ -114,7 +113,7 @@ impl FormatterPlugin {
     /// a failed call drops the instance.
     fn call<R>(
         &self,
-        f: impl FnOnce(&mut Instance) -> Result<R, PluginError>,
+        f: impl FnOnce(&mut Instance<FormatterExports>) -> Result<R, PluginError>,
     ) -> Result<R, PluginError> {
         let mut slot = self.instance.lock();
         if slot.is_none() {

@@ -1,8 +1,9 @@
 //! The plugin runtime: one wasmtime [`Engine`] per process (component model,
 //! epoch interruption), components compiled once and pre-linked
-//! ([`InstancePre`]) against WASI p2 — with nothing granted unless the
-//! manifest grants it — `wasi:http/outgoing-handler` behind the outbound
-//! gate (`outbound.rs`), and the `exesdb:plugin/host` interface.
+//! ([`InstancePre`](wasmtime::component::InstancePre)) against WASI p2 —
+//! with nothing granted unless the manifest grants it —
+//! `wasi:http/outgoing-handler` behind the outbound gate (`outbound.rs`),
+//! and the `exesdb:plugin/host` interface.
 //!
 //! [`Plugins`] loads, runs and unloads plugins; each subscriber or escalator
 //! runs on its own thread fed from its bus inbox.
@@ -33,7 +34,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use wasmtime::component::{Component, InstancePre, Linker};
+use wasmtime::component::{Component, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 pub use settings::{PluginsConfig, RuntimeConfig};
@@ -45,9 +46,7 @@ pub use files::Fingerprint;
 pub use formatter::FormatterPlugin;
 pub use manifest::{Manifest, World};
 pub use outbound::{OutboundHost, OutboundInfo};
-pub use plugins::{
-    bench_support, PluginInfo, PluginState as PluginRunState, Plugins, WATCHER_ACTOR,
-};
+pub use plugins::{bench_support, Actor, PluginInfo, PluginState as PluginRunState, Plugins};
 
 use state::PluginState;
 
@@ -61,6 +60,8 @@ pub struct Runtime {
     stop_ticker: Arc<AtomicBool>,
     cache: cache::ComponentCache,
     config: RuntimeConfig,
+    /// Whom plugins' `https` requests trust (`outbound_ca_files`).
+    trust: outbound::Trust,
 }
 
 impl std::fmt::Debug for Runtime {
@@ -82,8 +83,16 @@ impl Runtime {
     /// restart policy).
     ///
     /// # Errors
-    /// [`PluginError::Engine`] if wasmtime cannot be configured here.
+    /// [`PluginError::Engine`] if wasmtime cannot be configured here,
+    /// [`PluginError::Setting`] for an `outbound_ca_files` entry that
+    /// cannot be used.
     pub fn with_config(rc: &RuntimeConfig) -> Result<Arc<Runtime>, PluginError> {
+        let trust = outbound::Trust::with_ca_files(&rc.outbound_ca_files).map_err(|message| {
+            PluginError::Setting {
+                key: "outbound_ca_files",
+                message,
+            }
+        })?;
         let mut config = Config::new();
         config
             .wasm_component_model(true)
@@ -164,7 +173,13 @@ impl Runtime {
             linker,
             stop_ticker,
             config: rc.clone(),
+            trust,
         }))
+    }
+
+    /// Whom plugins' `https` requests trust.
+    pub(crate) fn trust(&self) -> &outbound::Trust {
+        &self.trust
     }
 
     /// The settings this runtime was made with.
@@ -195,13 +210,14 @@ impl Runtime {
     }
 
     /// Checks that `component` implements the manifest's world (in a
-    /// supported contract version, which is returned) and that the
-    /// manifest's limits fit this runtime, and links it.
+    /// supported contract version, detected here once for every instance
+    /// of this version) and that the manifest's limits fit this runtime,
+    /// and links it.
     pub(crate) fn prepare(
         &self,
         manifest: &Manifest,
         component: &Component,
-    ) -> Result<(InstancePre<PluginState>, Contract), PluginError> {
+    ) -> Result<instance::Prepared, PluginError> {
         let (plugin, world) = (manifest.name.as_str(), manifest.world);
         let rc = &self.config;
         if rc.pooling && manifest.limits.memory_mb > rc.pool_max_memory_mb {
@@ -229,7 +245,7 @@ impl Runtime {
         };
         self.linker
             .instantiate_pre(component)
-            .map(|pre| (pre, contract))
+            .map(|pre| instance::Prepared::new(world, pre, contract))
             .map_err(|e| PluginError::Link {
                 plugin: plugin.to_owned(),
                 message: format!("{e:#}"),

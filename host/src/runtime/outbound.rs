@@ -58,6 +58,7 @@ mod exchange;
 mod grants;
 mod stats;
 mod transport;
+mod trust;
 
 use std::future::Future;
 use std::sync::atomic::AtomicUsize;
@@ -71,6 +72,7 @@ pub(crate) use circuit::BreakerSettings;
 pub use grants::OutboundHost;
 pub use stats::OutboundInfo;
 pub(crate) use stats::OutboundStats;
+pub(crate) use trust::Trust;
 
 use super::state::PluginContext;
 use circuit::Admission;
@@ -150,6 +152,7 @@ impl Gate {
             literal,
             timeouts: Timeouts::new(Duration::from_millis(m.limits.http_timeout_ms), options),
             max_response_bytes: m.limits.http_max_response_bytes,
+            trust: self.ctx.outbound.trust().clone(),
         };
         let exchange = Exchange::start(
             Arc::clone(&self.ctx),

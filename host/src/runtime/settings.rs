@@ -60,6 +60,12 @@ pub struct RuntimeConfig {
     /// Refused calls (outside a plugin's grants) within a sliding minute
     /// after which the plugin is parked with a `SecurityAlert`; 0: no limit.
     pub max_violations_per_minute: u64,
+    /// PEM files of certificate authorities plugins' `https` requests trust
+    /// besides the built-in Mozilla roots (a private CA, a TLS-inspecting
+    /// proxy's). Relative paths are from the working directory. Start-up
+    /// fails naming a file that cannot be read or holds no certificate.
+    #[serde(default)]
+    pub outbound_ca_files: Vec<String>,
 }
 
 impl Default for RuntimeConfig {
@@ -79,6 +85,7 @@ impl Default for RuntimeConfig {
             max_restarts: 5,
             restart_window_ms: 60_000,
             max_violations_per_minute: 1000,
+            outbound_ca_files: Vec::new(),
         }
     }
 }

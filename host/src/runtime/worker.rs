@@ -1,19 +1,24 @@
 //! The thread that runs one subscriber or escalator plugin: it drains the
 //! plugin's inbox, calls the guest singly or in batches, replaces a trapped
 //! instance (with back-off) and reports crashes and restarts.
+//!
+//! Its version is a [`WorkerPre`] and its instance a [`WorkerInstance`],
+//! each of one of the two worlds; the loop matches the world on every
+//! event — messages go to a subscriber's `deliver` or an escalator's
+//! `on_alert`, ticks to an escalator — so no call can reach an export the
+//! instance's world does not have.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
-use wasmtime::component::InstancePre;
 
 use super::bindings::escalator::exports::exesdb::plugin::escalator::{Escalation, Level};
 use super::error::one_line;
-use super::instance::Instance;
+use super::instance::{EscalatorExports, Instance, SubscriberExports, WorkerInstance, WorkerPre};
 use super::manifest::World;
 use super::plugins::{PluginInfo, PluginState as RunState};
-use super::state::{PluginContext, PluginState};
+use super::state::PluginContext;
 use super::PluginError;
 use crate::health::{Gate, HealthInput, HealthTracker};
 use crate::integration::topics;
@@ -40,8 +45,8 @@ enum Wake {
 /// A new version handed to a running worker (hot reload).
 pub(crate) struct Swap {
     pub(crate) ctx: Arc<PluginContext>,
-    pub(crate) pre: InstancePre<PluginState>,
-    pub(crate) instance: Instance,
+    pub(crate) pre: WorkerPre,
+    pub(crate) instance: WorkerInstance,
     pub(crate) max_batch: usize,
     /// Signalled once the new version has the slot.
     pub(crate) done: std::sync::mpsc::SyncSender<()>,
@@ -127,7 +132,7 @@ impl RestartPolicy {
 /// Everything the worker thread needs.
 pub(crate) struct Worker {
     pub(crate) ctx: Arc<PluginContext>,
-    pub(crate) pre: InstancePre<PluginState>,
+    pub(crate) pre: WorkerPre,
     pub(crate) engine: wasmtime::Engine,
     pub(crate) info: Arc<Mutex<PluginInfo>>,
     pub(crate) max_batch: usize,
@@ -177,7 +182,7 @@ fn lifecycle_caused(
 
 impl Worker {
     /// Runs until the inbox is closed and drained.
-    pub(crate) fn run(mut self, first: Instance) {
+    pub(crate) fn run(mut self, first: WorkerInstance) {
         let Some(sub) = self.ctx.subscriber.clone() else {
             return;
         };
@@ -221,7 +226,7 @@ impl Worker {
                 continue;
             }
             if instance.is_none() {
-                match Instance::start(&self.engine, &self.pre, Arc::clone(&self.ctx)) {
+                match self.pre.start(&self.engine, Arc::clone(&self.ctx)) {
                     Ok(i) => {
                         let count = {
                             let mut info = self.info.lock();
@@ -258,8 +263,21 @@ impl Worker {
             }
             let request = self.control.requests.lock().pop_front();
             if let Some(req) = request {
-                let inst = instance.as_mut().expect("instance present");
-                match self.deliver_in_order(inst, &req.events, req.report) {
+                let outcome = match instance.as_mut().expect("instance present") {
+                    WorkerInstance::Subscriber(inst) => {
+                        self.deliver_in_order(inst, &req.events, req.report)
+                    }
+                    // `Plugins::deliver_direct` hands events to subscribers only.
+                    WorkerInstance::Escalator(_) => {
+                        let _ = req.reply.send(Err(format!(
+                            "plugin `{}` is a {}, not a subscriber",
+                            self.ctx.name(),
+                            World::AlertEscalator
+                        )));
+                        continue;
+                    }
+                };
+                match outcome {
                     Ok(failures) => {
                         restarts.healthy();
                         let _ = req.reply.send(Ok(failures));
@@ -320,18 +338,22 @@ impl Worker {
                 }
             }
             let inst = instance.as_mut().expect("instance present");
-            let result = match event {
-                Wake::Messages(0) => break,
-                Wake::Messages(_) if self.ctx.manifest.world == World::Subscriber => {
+            let result = match (event, inst) {
+                (Wake::Messages(0), _) => break,
+                (Wake::Messages(_), WorkerInstance::Subscriber(inst)) => {
                     self.deliver(inst, &buf).map(drop)
                 }
-                Wake::Messages(_) => self.alerts(inst, &buf),
-                Wake::Tick => {
+                (Wake::Messages(_), WorkerInstance::Escalator(inst)) => self.alerts(inst, &buf),
+                (Wake::Tick, inst) => {
                     next_tick = self.tick_interval().map(|t| Instant::now() + t);
-                    self.tick(inst)
+                    match inst {
+                        WorkerInstance::Escalator(inst) => self.tick(inst),
+                        // Only escalators tick (see `tick_interval`).
+                        WorkerInstance::Subscriber(_) => Ok(()),
+                    }
                 }
-                Wake::Control => continue,
-                Wake::Violations => Ok(()),
+                (Wake::Control, _) => continue,
+                (Wake::Violations, _) => Ok(()),
             };
             match result {
                 Ok(()) => restarts.healthy(),
@@ -486,7 +508,7 @@ impl Worker {
     /// A trap is returned with the index of the event that trapped.
     fn deliver_in_order(
         &self,
-        inst: &mut Instance,
+        inst: &mut Instance<SubscriberExports>,
         events: &[Arc<Envelope>],
         report: bool,
     ) -> Result<Failures, (usize, PluginError)> {
@@ -502,7 +524,11 @@ impl Worker {
     }
 
     /// Calls the guest with `buf`; returns the messages it failed.
-    fn deliver(&self, inst: &mut Instance, buf: &[Arc<Envelope>]) -> Result<Failures, PluginError> {
+    fn deliver(
+        &self,
+        inst: &mut Instance<SubscriberExports>,
+        buf: &[Arc<Envelope>],
+    ) -> Result<Failures, PluginError> {
         self.deliver_with(inst, buf, true)
     }
 
@@ -510,7 +536,7 @@ impl Worker {
     /// when `report` (an emitter of another store records them itself).
     fn deliver_with(
         &self,
-        inst: &mut Instance,
+        inst: &mut Instance<SubscriberExports>,
         buf: &[Arc<Envelope>],
         report: bool,
     ) -> Result<Failures, PluginError> {
@@ -587,7 +613,11 @@ impl Worker {
         }
     }
 
-    fn alerts(&self, inst: &mut Instance, buf: &[Arc<Envelope>]) -> Result<(), PluginError> {
+    fn alerts(
+        &self,
+        inst: &mut Instance<EscalatorExports>,
+        buf: &[Arc<Envelope>],
+    ) -> Result<(), PluginError> {
         for (i, env) in buf.iter().enumerate() {
             if env.kind != "SystemAlert" && env.kind != "AlertAck" {
                 continue;
@@ -628,7 +658,7 @@ impl Worker {
         Ok(())
     }
 
-    fn tick(&self, inst: &mut Instance) -> Result<(), PluginError> {
+    fn tick(&self, inst: &mut Instance<EscalatorExports>) -> Result<(), PluginError> {
         match inst.tick(crate::bus::now_ms())? {
             Ok(escalations) => self.publish_escalations(escalations, None),
             Err(err) => self.info.lock().last_error = Some(err),

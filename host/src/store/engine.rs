@@ -18,6 +18,7 @@ use super::backend::NoSyncBackend;
 use super::codec::{self, EncodedPayload, PreparedEvent};
 use super::error::StoreError;
 use super::index::{self, STREAM_INDEX};
+use super::keys::{StrKey, U64Pair};
 use super::selector::Selector;
 use super::types::{
     AppendResult, Direction, Durability, ExpectedVersion, NewEvent, ReadBatch, RecordedEvent,
@@ -35,7 +36,9 @@ const CHECKPOINTS: TableDefinition<'_, &str, u64> = TableDefinition::new("checkp
 const META: TableDefinition<'_, &str, u64> = TableDefinition::new("meta");
 /// (stream, event id) → (event number, global position): makes a retried
 /// append idempotent.
-const EVENT_IDS: TableDefinition<'_, (&str, u128), (u64, u64)> = TableDefinition::new("event_ids");
+/// (`keys::StrKey` and `keys::U64Pair` are `(&str, u128)` and `(u64, u64)`
+/// as redb encodes them, without the tuples' allocations.)
+const EVENT_IDS: TableDefinition<'_, StrKey<u128>, U64Pair> = TableDefinition::new("event_ids");
 
 /// The file format version this build reads and writes, recorded in the
 /// `meta` table and checked on open.
@@ -328,60 +331,68 @@ impl Store {
             let mut buf = Vec::with_capacity(256);
             for r in group {
                 let stream = r.stream.as_str();
-                // A retry of an earlier append (every id already there, in
-                // order) answers with the original positions and writes
-                // nothing, whatever its expected version.
-                let mut seen = Vec::with_capacity(r.events.len());
-                for e in &r.events {
-                    if let Some(v) = ids.get((stream, e.event_id.as_u128())).ctx(store, ctx)? {
-                        seen.push((e.event_id, v.value()));
-                    }
-                }
-                if !seen.is_empty() {
-                    let in_order = seen.len() == r.events.len()
-                        && seen.windows(2).all(|w| w[1].1 .0 == w[0].1 .0 + 1);
-                    outcomes.push(if in_order {
-                        let (first, last) = (seen[0].1, seen[seen.len() - 1].1);
-                        Ok(AppendResult {
-                            first_event_number: first.0,
-                            last_event_number: last.0,
-                            first_position: first.1,
-                            last_position: last.1,
-                            replayed: true,
-                            created: Utc::now(),
-                        })
-                    } else {
-                        Err(StoreError::PartialDuplicate {
-                            store: store.to_owned(),
-                            stream: r.stream.clone(),
-                            event_id: seen[0].0,
-                        })
-                    });
-                    continue;
-                }
                 let current = heads.get(stream).ctx(store, ctx)?.map(|g| g.value());
                 if !r.expected.accepts(current) {
-                    outcomes.push(Err(StoreError::WrongExpectedVersion {
-                        store: store.to_owned(),
-                        stream: r.stream.clone(),
-                        expected: r.expected,
-                        current,
-                    }));
+                    // A retry of an earlier append answers with the original
+                    // positions whatever its expected version (see `replay`).
+                    outcomes.push(match replay(&ids, store, r).ctx(store, ctx)? {
+                        Some(outcome) => outcome,
+                        None => Err(StoreError::WrongExpectedVersion {
+                            store: store.to_owned(),
+                            stream: r.stream.clone(),
+                            expected: r.expected,
+                            current,
+                        }),
+                    });
                     continue;
                 }
                 let n = r.events.len() as u64;
                 let first_position = next_position;
                 let first_event_number = current.map_or(0, |v| v + 1);
+                // The idempotency entries first, without a lookup before
+                // each: an insert returns the entry it replaces, so an id
+                // seen before shows up here. An entry this append wrote
+                // itself (an id twice in one append) is not one seen before:
+                // the later event's entry replaces it, as it always has.
+                let mut clash = None;
+                for (i, e) in (0u64..).zip(&r.events) {
+                    let replaced = ids
+                        .insert(
+                            (stream, e.event_id.as_u128()),
+                            (first_event_number + i, first_position + i),
+                        )
+                        .ctx(store, ctx)?
+                        .map(|g| g.value());
+                    if let Some(old) = replaced.filter(|&(_, position)| position < first_position) {
+                        clash = Some((i as usize, old));
+                        break;
+                    }
+                }
+                if let Some((i, old)) = clash {
+                    // Not a new append: undo its entries, put back the one
+                    // replaced, and answer as for any retry, from the state
+                    // before this append.
+                    for e in &r.events[..i] {
+                        ids.remove((stream, e.event_id.as_u128())).ctx(store, ctx)?;
+                    }
+                    ids.insert((stream, r.events[i].event_id.as_u128()), old)
+                        .ctx(store, ctx)?;
+                    let outcome = replay(&ids, store, r).ctx(store, ctx)?;
+                    outcomes.push(outcome.unwrap_or_else(|| {
+                        Err(StoreError::Corrupt {
+                            store: store.to_owned(),
+                            detail: format!(
+                                "stream {stream:?}: an event id's entry vanished while appending"
+                            ),
+                        })
+                    }));
+                    continue;
+                }
                 for (i, e) in (0u64..).zip(&r.events) {
                     codec::encode(e, stream, first_event_number + i, &r.created, &mut buf);
                     table
                         .insert(first_position + i, buf.as_slice())
                         .ctx(store, ctx)?;
-                    ids.insert(
-                        (stream, e.event_id.as_u128()),
-                        (first_event_number + i, first_position + i),
-                    )
-                    .ctx(store, ctx)?;
                 }
                 // One index entry for the whole append (see `index`).
                 index
@@ -728,6 +739,46 @@ impl Store {
             })?;
         self.decode(position, guard.value())
     }
+}
+
+/// The answer to `r` if it is a retry: `None` if none of its event ids is
+/// in `stream`'s idempotency entries; the original positions (`replayed`)
+/// if every one is, in order, with consecutive event numbers; else
+/// [`StoreError::PartialDuplicate`]. Nothing is written either way.
+fn replay(
+    ids: &redb::Table<'_, StrKey<u128>, U64Pair>,
+    store: &str,
+    r: &AppendRequest,
+) -> Result<Option<AppendOutcome>, redb::StorageError> {
+    let stream = r.stream.as_str();
+    let mut seen = Vec::new();
+    for e in &r.events {
+        if let Some(v) = ids.get((stream, e.event_id.as_u128()))? {
+            seen.push((e.event_id, v.value()));
+        }
+    }
+    if seen.is_empty() {
+        return Ok(None);
+    }
+    let in_order =
+        seen.len() == r.events.len() && seen.windows(2).all(|w| w[1].1 .0 == w[0].1 .0 + 1);
+    Ok(Some(if in_order {
+        let (first, last) = (seen[0].1, seen[seen.len() - 1].1);
+        Ok(AppendResult {
+            first_event_number: first.0,
+            last_event_number: last.0,
+            first_position: first.1,
+            last_position: last.1,
+            replayed: true,
+            created: Utc::now(),
+        })
+    } else {
+        Err(StoreError::PartialDuplicate {
+            store: store.to_owned(),
+            stream: r.stream.clone(),
+            event_id: seen[0].0,
+        })
+    }))
 }
 
 impl Inner {

@@ -10,9 +10,10 @@
 use redb::{ReadableTable, TableDefinition};
 
 use super::error::StoreError;
+use super::keys::{StrKey, U64Pair};
 
 /// `(stream, first event number of an append) → (first global position, count)`.
-pub(crate) const STREAM_INDEX: TableDefinition<'_, (&str, u64), (u64, u64)> =
+pub(crate) const STREAM_INDEX: TableDefinition<'_, StrKey<u64>, U64Pair> =
     TableDefinition::new("stream_index");
 
 /// Maps an engine error of a stream read to a [`StoreError`].
@@ -22,7 +23,7 @@ fn err<'a>(store: &'a str, stream: &'a str) -> impl Fn(redb::StorageError) -> St
 
 /// The key number of the entry holding event `n` of `stream` (or of the
 /// entry before it), if any.
-fn entry_at_or_before<T: ReadableTable<(&'static str, u64), (u64, u64)>>(
+fn entry_at_or_before<T: ReadableTable<StrKey<u64>, U64Pair>>(
     index: &T,
     store: &str,
     stream: &str,
@@ -44,7 +45,7 @@ fn entry_at_or_before<T: ReadableTable<(&'static str, u64), (u64, u64)>>(
 }
 
 /// The global position of event `n` of `stream`, if it exists.
-pub(crate) fn position_of<T: ReadableTable<(&'static str, u64), (u64, u64)>>(
+pub(crate) fn position_of<T: ReadableTable<StrKey<u64>, U64Pair>>(
     index: &T,
     store: &str,
     stream: &str,
@@ -56,7 +57,7 @@ pub(crate) fn position_of<T: ReadableTable<(&'static str, u64), (u64, u64)>>(
 
 /// Up to `limit` `(event number, global position)` pairs of `stream`,
 /// ascending from event number `from`.
-pub(crate) fn forward<T: ReadableTable<(&'static str, u64), (u64, u64)>>(
+pub(crate) fn forward<T: ReadableTable<StrKey<u64>, U64Pair>>(
     index: &T,
     store: &str,
     stream: &str,
@@ -88,7 +89,7 @@ pub(crate) fn forward<T: ReadableTable<(&'static str, u64), (u64, u64)>>(
 
 /// Up to `limit` `(event number, global position)` pairs of `stream`,
 /// descending from event number `from` (`u64::MAX`: from the last).
-pub(crate) fn backward<T: ReadableTable<(&'static str, u64), (u64, u64)>>(
+pub(crate) fn backward<T: ReadableTable<StrKey<u64>, U64Pair>>(
     index: &T,
     store: &str,
     stream: &str,
@@ -121,7 +122,7 @@ pub(crate) fn backward<T: ReadableTable<(&'static str, u64), (u64, u64)>>(
 /// The smallest event number of `stream` (version `version`) whose global
 /// position is at least `position` (`version + 1` if none): positions grow
 /// with event numbers, so a binary search.
-pub(crate) fn first_at_or_after<T: ReadableTable<(&'static str, u64), (u64, u64)>>(
+pub(crate) fn first_at_or_after<T: ReadableTable<StrKey<u64>, U64Pair>>(
     index: &T,
     store: &str,
     stream: &str,

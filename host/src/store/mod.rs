@@ -69,6 +69,7 @@ mod engine;
 mod error;
 mod index;
 pub mod json;
+mod keys;
 pub mod kv;
 mod selector;
 mod settings;

@@ -1,7 +1,7 @@
 //! Unit tests that need the engine underneath: the format-version check and
 //! files that are not stores.
 
-use redb::{Database, TableDefinition};
+use redb::{Database, ReadableTable, TableDefinition};
 
 use super::*;
 
@@ -180,4 +180,114 @@ fn a_retried_append_is_not_written_twice() {
             .unwrap()
             .replayed
     );
+}
+
+#[test]
+fn a_refused_duplicate_leaves_no_trace_of_its_new_ids() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), "undo", Durability::Relaxed).unwrap();
+    let ev = |t: &str| NewEvent::json(t, serde_json::json!({}));
+    let (a, b) = (ev("A"), ev("B"));
+    let first = store
+        .append("s", ExpectedVersion::NoStream, vec![a.clone(), b.clone()])
+        .unwrap();
+    // New ids before the one seen before: refused, and their entries (written
+    // before the duplicate was found) are undone.
+    let (c, d) = (ev("C"), ev("D"));
+    let err = store
+        .append(
+            "s",
+            ExpectedVersion::Any,
+            vec![c.clone(), d.clone(), b.clone()],
+        )
+        .unwrap_err();
+    assert!(
+        matches!(&err, StoreError::PartialDuplicate { event_id, .. } if *event_id == b.event_id),
+        "{err:?}"
+    );
+    assert_eq!(store.stream_version("s").unwrap(), Some(1));
+    let fresh = store
+        .append("s", ExpectedVersion::Exact(1), vec![c, d])
+        .unwrap();
+    assert!(!fresh.replayed);
+    assert_eq!((fresh.first_event_number, fresh.last_event_number), (2, 3));
+    // The entry the refused append replaced is back: the original retry
+    // still answers with the original positions.
+    let again = store
+        .append("s", ExpectedVersion::NoStream, vec![a, b])
+        .unwrap();
+    assert!(again.replayed);
+    assert_eq!(
+        (again.first_position, again.last_position),
+        (first.first_position, first.last_position)
+    );
+    // The same id twice in one append: both written, the id names the later.
+    let e = ev("E");
+    let twice = store
+        .append("s", ExpectedVersion::Any, vec![e.clone(), e.clone()])
+        .unwrap();
+    assert_eq!((twice.first_event_number, twice.last_event_number), (4, 5));
+    let err = store
+        .append("s", ExpectedVersion::Any, vec![e.clone(), e.clone()])
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::PartialDuplicate { .. }),
+        "{err:?}"
+    );
+    let once = store.append("s", ExpectedVersion::Any, vec![e]).unwrap();
+    assert!(once.replayed);
+    assert_eq!(once.first_event_number, 5);
+    assert_eq!(store.read_all(0, 100, Direction::Forward).unwrap().len(), 6);
+}
+
+#[test]
+fn the_index_and_id_tables_are_redb_tuple_tables_on_disk() {
+    // `keys` encodes as redb's tuples do: the tables open, and read back,
+    // with the tuple types (and so do files written with them).
+    const INDEX: TableDefinition<'_, (&str, u64), (u64, u64)> =
+        TableDefinition::new("stream_index");
+    const IDS: TableDefinition<'_, (&str, u128), (u64, u64)> = TableDefinition::new("event_ids");
+    let dir = tempfile::tempdir().unwrap();
+    let (path, id) = {
+        let store = Store::open(dir.path(), "tuples", Durability::Immediate).unwrap();
+        store
+            .append(
+                "s",
+                ExpectedVersion::Any,
+                vec![NewEvent::json("X", serde_json::json!({}))],
+            )
+            .unwrap();
+        let e = NewEvent::json("Y", serde_json::json!({}));
+        let id = e.event_id;
+        store.append("s", ExpectedVersion::Any, vec![e]).unwrap();
+        (store.path().to_owned(), id)
+    };
+    {
+        let db = Database::open(&path).unwrap();
+        let txn = db.begin_write().unwrap();
+        {
+            let index = txn.open_table(INDEX).unwrap();
+            assert_eq!(index.get(("s", 1)).unwrap().unwrap().value(), (1, 1));
+            let mut ids = txn.open_table(IDS).unwrap();
+            assert_eq!(
+                ids.get(("s", id.as_u128())).unwrap().unwrap().value(),
+                (1, 1)
+            );
+            // An entry written with the tuple type is seen by the store.
+            ids.insert(("s", 42u128), (0, 0)).unwrap();
+        }
+        txn.commit().unwrap();
+    }
+    let store = Store::open(dir.path(), "tuples", Durability::Immediate).unwrap();
+    let retry = store
+        .append(
+            "s",
+            ExpectedVersion::Any,
+            vec![NewEvent::json("X", serde_json::json!({})).with_id(uuid::Uuid::from_u128(42))],
+        )
+        .unwrap();
+    assert!(retry.replayed);
+    assert_eq!(retry.first_position, 0);
+    let events = store.read_stream("s", 0, 10, Direction::Forward).unwrap();
+    assert_eq!(events.len(), 2);
 }

@@ -23,6 +23,7 @@ use tempfile::TempDir;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
 use crate::common::{agent, api_tokens, host_env, WAIT};
+use exesdb_host::runtime::Actor;
 
 // ---- the host -----------------------------------------------------------------
 
@@ -132,7 +133,7 @@ impl Gw {
         let manifest = self.dir.path().join(format!("{name}.toml"));
         std::fs::write(&manifest, toml).unwrap();
         let plugins = Arc::clone(self.host.plugins());
-        tokio::task::spawn_blocking(move || plugins.load_file(&manifest))
+        tokio::task::spawn_blocking(move || plugins.load_file(Actor::Operator, &manifest))
             .await
             .unwrap()
             .expect("the plugin loads");

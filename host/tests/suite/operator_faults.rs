@@ -590,7 +590,10 @@ async fn loads_during_shutdown_are_refused_and_no_worker_outlives_it() {
             for round in 0..200 {
                 let name = format!("late{}", round % 6);
                 let path = dir.join(format!("{name}.toml"));
-                match plugins.reload_file_by("operator", &path).await {
+                match plugins
+                    .reload_file(exesdb_host::runtime::Actor::Operator, &path)
+                    .await
+                {
                     Err(exesdb_host::runtime::PluginError::ShuttingDown { .. }) => refused += 1,
                     _ => tokio::task::yield_now().await,
                 }
@@ -790,5 +793,67 @@ async fn an_append_is_announced_exactly_as_the_store_reads_it_back() {
             e.event_number
         );
     }
+    f.host.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_outbound_destination_shows_its_open_breaker_in_health() {
+    let f = Fixture::start(&[("EXESDB_HEALTH_MONITORING__UNHEALTHY_THRESHOLD", "2")]).await;
+    let echoes = f.watch(Channel::Diagnostics, "echo:>");
+    // A port of 127.0.0.1 that nothing listens on.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let grant = "\n[wasi]\nallowed_outbound_hosts = [\"http://127.0.0.1:*\"]\n";
+    deploy(
+        f.dir.path(),
+        "caller.wasm",
+        &std::fs::read(TEST_GUEST_WASM).unwrap(),
+    );
+    deploy(
+        f.dir.path(),
+        "caller.toml",
+        guest_manifest("caller", "1.0.0", "http", grant).as_bytes(),
+    );
+    wait_status(&f, "caller", |s| s["state"] == "running").await;
+    let url = format!("http://127.0.0.1:{port}/hook");
+    let health = || {
+        let url = format!("{}/v1/health", f.admin);
+        tokio::task::spawn_blocking(move || -> Value {
+            ureq::get(&url)
+                .call()
+                .unwrap()
+                .body_mut()
+                .read_json()
+                .unwrap()
+        })
+    };
+    // Two refused connections (the threshold) open the breaker; the third
+    // request is stopped by it, never connecting.
+    for _ in 0..3 {
+        publish(f.host.bus(), json!({ "url": url })).await;
+        let report = next_where(&echoes, |e| e.kind == "custom.http").await;
+        assert!(
+            report.payload()["error"].is_string(),
+            "{}",
+            report.payload()
+        );
+    }
+    let h = health().await.unwrap();
+    let outbound = h["outbound"].as_array().unwrap_or_else(|| panic!("{h}"));
+    assert_eq!(outbound.len(), 1, "{h}");
+    let o = &outbound[0];
+    assert_eq!(o["plugin"], "caller", "{o}");
+    assert_eq!(o["destination"], format!("http://127.0.0.1:{port}"), "{o}");
+    assert_eq!(o["breaker"], "open", "{o}");
+    assert_eq!(
+        // `requests` counts every request, the one the breaker stopped too.
+        (&o["requests"], &o["failed"], &o["breaker_rejected"]),
+        (&json!(3), &json!(2), &json!(1)),
+        "{o}"
+    );
+    assert!(o["last_error"].is_string(), "{o}");
     f.host.shutdown().await.unwrap();
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use exesdb_host::bus::{Bus, BusConfig, Channel};
 use exesdb_host::messages::Envelope;
-use exesdb_host::runtime::{Manifest, Plugins, Runtime};
+use exesdb_host::runtime::{Actor, Manifest, Plugins, Runtime};
 
 /// Runs the CLI with the Python and JavaScript toolchains that the
 /// test-support crate's build installed (`plugin build` finds them through
@@ -69,7 +69,7 @@ async fn generate_build_inspect_run(lang: &str, dir: &Path) {
         .unwrap();
     let manifest = Manifest::from_file(&project.join("dist").join(format!("{name}.toml"))).unwrap();
     plugins
-        .load(manifest, &std::fs::read(&wasm).unwrap())
+        .load(Actor::Operator, manifest, &std::fs::read(&wasm).unwrap())
         .unwrap();
     let sent = Envelope::new(
         Channel::Events,

@@ -12,7 +12,7 @@ use exesdb_host::emitter::{EmittedBatch, Emitters, Start, Stores, SubscriptionSp
 use exesdb_host::health::HealthTracker;
 use exesdb_host::messages::tracking::{HealthEventType, SubscriptionHealth, SubscriptionStatus};
 use exesdb_host::metrics::MetricsCollector;
-use exesdb_host::runtime::{Plugins, Runtime};
+use exesdb_host::runtime::{Actor, Plugins, Runtime};
 use exesdb_host::store::{Durability, ExpectedVersion, NewEvent, RecordedEvent, Selector};
 use serde_json::json;
 use tokio::sync::mpsc::Receiver;
@@ -184,7 +184,9 @@ async fn an_unhealthy_plugin_pauses_only_its_own_emission_and_gets_everything_on
         c.insert("n".into(), 5.into());
         t.insert("subscribe".into(), toml::Value::Array(vec![]));
     });
-    plugins.load(m, &wasm("test-guest")).unwrap();
+    plugins
+        .load(Actor::Operator, m, &wasm("test-guest"))
+        .unwrap();
     let flaky = emitters
         .subscribe(
             spec(Selector::All, Start::Beginning, Some("flaky-sub")),
@@ -243,6 +245,7 @@ async fn a_worker_stops_when_its_subscriber_goes_away() {
     drop(rx);
     plugins
         .load(
+            Actor::Operator,
             manifest("test-guest", "leaving", |_| {}),
             &wasm("test-guest"),
         )
@@ -253,7 +256,7 @@ async fn a_worker_stops_when_its_subscriber_goes_away() {
             Target::Plugin("leaving".into()),
         )
         .unwrap();
-    plugins.unload("leaving").await.unwrap();
+    plugins.unload(Actor::Operator, "leaving").await.unwrap();
     append(&stores, "s", 0, 1).await;
     let deadline = tokio::time::Instant::now() + WAIT;
     while emitters.list().iter().any(|i| i.running) {
@@ -305,7 +308,9 @@ async fn a_plugin_manifest_subscribes_it_to_the_store() {
             toml::Value::Array(vec![s.into()]),
         );
     });
-    host.plugins().load(m, &wasm("test-guest")).unwrap();
+    host.plugins()
+        .load(Actor::Operator, m, &wasm("test-guest"))
+        .unwrap();
     let e = next(&echoes).await;
     assert_eq!(
         (e.payload()["topic"].as_str(), e.payload()["kind"].as_str()),
@@ -372,7 +377,9 @@ async fn a_plugin_subscribed_to_another_store_reports_under_that_stores_tracker_
         c.insert("n".into(), 2.into());
         t.insert("subscribe".into(), toml::Value::Array(vec![]));
     });
-    plugins.load(m, &wasm("test-guest")).unwrap();
+    plugins
+        .load(Actor::Operator, m, &wasm("test-guest"))
+        .unwrap();
     append_to(&stores, "other", 0, 5).await;
     tokio::time::sleep(AGE).await;
     let spec = SubscriptionSpec {
@@ -453,7 +460,9 @@ async fn a_plugins_latency_on_its_own_store_is_append_to_handled() {
             .insert("mode".into(), "echo".into());
         t.insert("subscribe".into(), toml::Value::Array(vec![]));
     });
-    plugins.load(m, &wasm("test-guest")).unwrap();
+    plugins
+        .load(Actor::Operator, m, &wasm("test-guest"))
+        .unwrap();
     append(&stores, "s", 0, 3).await;
     tokio::time::sleep(AGE).await;
     emitters

@@ -12,7 +12,7 @@ use exesdb_host::messages::tracking::{
     BreakerState, HealthEventType, SubscriptionHealth, SubscriptionStatus,
 };
 use exesdb_host::metrics::MetricsCollector;
-use exesdb_host::runtime::{Plugins, Runtime};
+use exesdb_host::runtime::{Actor, Plugins, Runtime};
 use serde_json::json;
 
 fn monitoring(threshold: u32, breaker: bool, cooldown_ms: u64) -> HealthMonitoring {
@@ -43,7 +43,9 @@ fn load(plugins: &Plugins, name: &str, mode: &str, n: Option<i64>) {
             config.insert("n".into(), n.into());
         }
     });
-    plugins.load(m, &wasm("test-guest")).unwrap();
+    plugins
+        .load(Actor::Operator, m, &wasm("test-guest"))
+        .unwrap();
 }
 
 fn health_watch(bus: &Bus, name: &str) -> Subscriber {

@@ -13,6 +13,7 @@ use exesdb_host::bus::Channel;
 use exesdb_host::config::Config;
 use exesdb_host::host::Host;
 use exesdb_host::messages::logging::LogSummary;
+use exesdb_host::runtime::Actor;
 use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -47,7 +48,9 @@ async fn the_host_summarises_each_intervals_log_records_by_level_and_module() {
     let m = manifest("test-guest", "noisy", |t| {
         t["config"]["mode"] = "stderr".into();
     });
-    host.plugins().load(m, &wasm("test-guest")).unwrap();
+    host.plugins()
+        .load(Actor::Operator, m, &wasm("test-guest"))
+        .unwrap();
     for n in 0..LINES {
         publish_event(&bus, "orders:o", json!({ "n": n })).await;
     }

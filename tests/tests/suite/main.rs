@@ -21,6 +21,7 @@ mod log_summary;
 mod manifest_docs;
 mod monitoring;
 mod outbound;
+mod outbound_tls;
 mod plugin_alert_escalator;
 mod plugin_alert_notifier;
 mod plugin_alert_webhook_js;

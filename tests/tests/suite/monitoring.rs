@@ -23,6 +23,7 @@ use exesdb_host::messages::tracking::{
 };
 use exesdb_host::messages::Envelope;
 use exesdb_host::metrics::{MetricsCollector, SubscriptionFigures, SUBSCRIPTIONS};
+use exesdb_host::runtime::Actor;
 use exesdb_host::store::{Durability, ExpectedVersion, NewEvent, Selector};
 use serde_json::json;
 
@@ -351,6 +352,7 @@ async fn a_plugin_feeds_its_latency_and_call_time_histograms() {
     let (bus, plugins) = setup();
     plugins
         .load(
+            Actor::Operator,
             manifest("test-guest", "lat", |t| t["config"]["mode"] = "noop".into()),
             &wasm("test-guest"),
         )
@@ -465,6 +467,7 @@ async fn disabled_health_monitoring_publishes_nothing_and_never_gates() {
     let plugins = host.plugins();
     plugins
         .load(
+            Actor::Operator,
             manifest("test-guest", "failing", |t| {
                 t["config"]["mode"] = "fail-always".into()
             }),
@@ -689,6 +692,7 @@ async fn the_host_analyses_performance_and_reports_its_resources_every_interval(
     let resources = watch(&bus, Channel::Metrics, "resource_usage:>");
     host.plugins()
         .load(
+            Actor::Operator,
             manifest("test-guest", "busy", |t| {
                 t["config"]["mode"] = "noop".into()
             }),

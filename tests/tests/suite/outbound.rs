@@ -17,7 +17,7 @@ use exesdb_host::messages::security::AccessViolation;
 use exesdb_host::messages::tracking::{
     BreakerState, HealthEventType, SubscriptionHealth, SubscriptionStatus,
 };
-use exesdb_host::runtime::{Manifest, OutboundInfo};
+use exesdb_host::runtime::{Actor, Manifest, OutboundInfo};
 use serde_json::{json, Value};
 
 /// One request the server received: method, path, body.
@@ -61,7 +61,7 @@ impl Server {
 }
 
 /// The answer to a request for `path`.
-fn answer(path: &str) -> Reply {
+pub(crate) fn answer(path: &str) -> Reply {
     let (what, arg) = path
         .trim_start_matches('/')
         .split_once('/')
@@ -93,7 +93,7 @@ fn answer(path: &str) -> Reply {
 }
 
 /// The test guest in mode `http` with these outbound grants and limits.
-fn http_guest(name: &str, hosts: &[&str], limits: &[(&str, i64)]) -> Manifest {
+pub(crate) fn http_guest(name: &str, hosts: &[&str], limits: &[(&str, i64)]) -> Manifest {
     manifest("test-guest", name, |t| {
         t["config"]["mode"] = "http".into();
         let mut wasi = toml::Table::new();
@@ -112,7 +112,7 @@ fn http_guest(name: &str, hosts: &[&str], limits: &[(&str, i64)]) -> Manifest {
 /// The guest's report of one request. An `error` is cut to its first line:
 /// a body error reaches the guest as wasmtime's debug text, which carries a
 /// backtrace when `RUST_BACKTRACE` is set.
-async fn ask(bus: &Bus, echoes: &exesdb_host::bus::Subscriber, request: Value) -> Value {
+pub(crate) async fn ask(bus: &Bus, echoes: &exesdb_host::bus::Subscriber, request: Value) -> Value {
     publish_event(bus, "outbound:ask", request).await;
     let mut report = next_where(echoes, |e| e.kind == "custom.http")
         .await
@@ -173,6 +173,7 @@ async fn a_granted_request_reaches_the_server_and_is_logged_on_audit() {
     let audit = watch(&bus, Channel::Audit, "audit:access_log:outbound_http");
     plugins
         .load(
+            Actor::Operator,
             http_guest("granted", &["http://127.0.0.1:*"], &[]),
             &wasm("test-guest"),
         )
@@ -252,6 +253,7 @@ async fn a_host_not_in_the_list_is_refused_and_reported() {
     // Another port of the same address, and a plugin with no grant at all.
     plugins
         .load(
+            Actor::Operator,
             http_guest(
                 "elsewhere",
                 &["http://127.0.0.1:1", "https://*.example.com"],
@@ -280,9 +282,13 @@ async fn a_host_not_in_the_list_is_refused_and_reported() {
     );
     assert_eq!(v.metadata["count"], 1);
 
-    plugins.unload("elsewhere").await.unwrap();
+    plugins.unload(Actor::Operator, "elsewhere").await.unwrap();
     plugins
-        .load(http_guest("ungranted", &[], &[]), &wasm("test-guest"))
+        .load(
+            Actor::Operator,
+            http_guest("ungranted", &[], &[]),
+            &wasm("test-guest"),
+        )
         .unwrap();
     let report = ask(&bus, &echoes, json!({"url": server.url("/status/200")})).await;
     assert_eq!(report, json!({"error": "ErrorCode::HttpRequestDenied"}));
@@ -307,6 +313,7 @@ async fn a_granted_name_that_resolves_to_loopback_is_refused() {
     let audit = watch(&bus, Channel::Audit, "audit:access_log:>");
     plugins
         .load(
+            Actor::Operator,
             http_guest("ssrf", &["http://localhost:*"], &[]),
             &wasm("test-guest"),
         )
@@ -333,9 +340,13 @@ async fn a_granted_name_that_resolves_to_loopback_is_refused() {
 
     // A wildcard covers the literal address but does not name it: refused
     // too; only the literal grant lets the same request through.
-    plugins.unload("ssrf").await.unwrap();
+    plugins.unload(Actor::Operator, "ssrf").await.unwrap();
     plugins
-        .load(http_guest("wild", &["*://*:*"], &[]), &wasm("test-guest"))
+        .load(
+            Actor::Operator,
+            http_guest("wild", &["*://*:*"], &[]),
+            &wasm("test-guest"),
+        )
         .unwrap();
     let report = ask(&bus, &echoes, json!({"url": server.url("/status/200")})).await;
     assert_eq!(report, json!({"error": "ErrorCode::HttpRequestDenied"}));
@@ -346,9 +357,10 @@ async fn a_granted_name_that_resolves_to_loopback_is_refused() {
         "{}",
         v.resource
     );
-    plugins.unload("wild").await.unwrap();
+    plugins.unload(Actor::Operator, "wild").await.unwrap();
     plugins
         .load(
+            Actor::Operator,
             http_guest("literal", &["*://*:*", "http://127.0.0.1:*"], &[]),
             &wasm("test-guest"),
         )
@@ -369,6 +381,7 @@ async fn a_server_that_never_answers_hits_the_timeout_not_the_call_budget() {
     let limit = 500;
     plugins
         .load(
+            Actor::Operator,
             http_guest(
                 "patient",
                 &["http://127.0.0.1:*"],
@@ -387,9 +400,12 @@ async fn a_server_that_never_answers_hits_the_timeout_not_the_call_budget() {
         let report = ask(&bus, &echoes, json!({"url": server.url(path)})).await;
         let took = start.elapsed();
         assert_eq!(report["error"], error, "{path}");
+        // Not before the limit; the upper bound only has to tell the
+        // limit from wasmtime's 600 s default, with room for a loaded
+        // machine (the delivery and the guest's report are in `took`).
         assert!(
             took >= Duration::from_millis(limit as u64)
-                && took < Duration::from_millis(3 * limit as u64),
+                && took < Duration::from_millis(20 * limit as u64),
             "{path}: the timeout fired after {took:?}, limit {limit} ms"
         );
         let p = next(&audit).await.payload().clone();
@@ -411,6 +427,7 @@ async fn an_oversized_response_is_cut_with_an_error() {
     let audit = watch(&bus, Channel::Audit, "audit:access_log:outbound_http");
     plugins
         .load(
+            Actor::Operator,
             http_guest(
                 "frugal",
                 &["http://127.0.0.1:*"],
@@ -457,6 +474,7 @@ async fn requests_over_the_rate_are_refused_with_their_own_reason() {
     let security = watch(&bus, Channel::Security, "access_violation:>");
     plugins
         .load(
+            Actor::Operator,
             http_guest(
                 "hasty",
                 &["http://127.0.0.1:*"],
@@ -498,7 +516,9 @@ async fn the_call_budget_still_bounds_the_guests_own_work() {
         &[("call_timeout_ms", 100)],
     );
     m.config.insert("mode".into(), "loop".into());
-    plugins.load(m, &wasm("test-guest")).unwrap();
+    plugins
+        .load(Actor::Operator, m, &wasm("test-guest"))
+        .unwrap();
     let start = Instant::now();
     publish_event(&bus, "outbound:ask", json!({})).await;
     let crash = next_where(&lifecycle, |e| e.payload()["event"] == "crashed").await;
@@ -530,6 +550,7 @@ async fn a_dead_receiver_opens_the_breaker_and_it_closes_when_the_receiver_retur
         .port();
     plugins
         .load(
+            Actor::Operator,
             http_guest("hook", &["http://127.0.0.1:*"], &[]),
             &wasm("test-guest"),
         )
@@ -635,6 +656,7 @@ async fn server_errors_open_the_breaker_and_a_failed_trial_reopens_it_for_longer
     let health = watch(&bus, Channel::Health, "subscription_health:outbound:>");
     plugins
         .load(
+            Actor::Operator,
             http_guest("retrier", &["http://127.0.0.1:*"], &[]),
             &wasm("test-guest"),
         )
@@ -709,6 +731,7 @@ async fn status_classes_and_latency_are_shown_per_destination() {
     let timeout = 300;
     plugins
         .load(
+            Actor::Operator,
             http_guest(
                 "measured",
                 &["http://127.0.0.1:*"],

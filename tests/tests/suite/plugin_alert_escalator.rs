@@ -13,7 +13,7 @@ use exesdb_host::messages::alerts::{
     AlertAck, AlertCategory, AlertEscalation, EscalationLevel, Severity, SystemAlert,
 };
 use exesdb_host::messages::Envelope;
-use exesdb_host::runtime::{Manifest, Plugins, World};
+use exesdb_host::runtime::{Actor, Manifest, Plugins, World};
 
 const NAME: &str = "alert-escalator";
 
@@ -65,7 +65,7 @@ fn load(plugins: &Plugins, delays: &Delays) -> Manifest {
     let m = manifest(delays);
     assert_eq!(m.tick_interval_ms, Some(50));
     let info = plugins
-        .load(m.clone(), &common::wasm(NAME))
+        .load(Actor::Operator, m.clone(), &common::wasm(NAME))
         .expect("alert-escalator loads");
     assert_eq!(info.world, World::AlertEscalator);
     m
@@ -324,7 +324,9 @@ async fn beyond_max_tracked_the_oldest_alert_is_forgotten() {
     let mut m = manifest(&FAST);
     m.config
         .insert("max_tracked".into(), toml::Value::Integer(2));
-    plugins.load(m.clone(), &common::wasm(NAME)).unwrap();
+    plugins
+        .load(Actor::Operator, m.clone(), &common::wasm(NAME))
+        .unwrap();
     let escalations = common::watch(&bus, Channel::Alerts, "alert_escalation:>");
 
     // Three alerts, each at level 1 at once; tracking the third forgets the

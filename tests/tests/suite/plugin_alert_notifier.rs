@@ -15,7 +15,7 @@ use crate::common::*;
 use exesdb_host::bus::{Bus, BusConfig};
 use exesdb_host::messages::alerts::{AlertEscalation, EscalationLevel};
 use exesdb_host::messages::Envelope;
-use exesdb_host::runtime::{Manifest, Plugins};
+use exesdb_host::runtime::{Actor, Manifest, Plugins};
 use exesdb_host::store::kv::KeyValueDb;
 use exesdb_host::store::Durability;
 use serde_json::json;
@@ -89,7 +89,9 @@ fn deployment() -> (tempfile::TempDir, std::path::PathBuf) {
 fn host(bus: &Bus, data: &Path, manifest: Manifest) -> Plugins {
     let db = KeyValueDb::open(data, Durability::Immediate).unwrap();
     let plugins = cached_plugins(bus).with_state_db(db);
-    plugins.load(manifest, &wasm(NAME)).unwrap();
+    plugins
+        .load(Actor::Operator, manifest, &wasm(NAME))
+        .unwrap();
     plugins
 }
 
@@ -246,11 +248,17 @@ async fn no_response_fails_the_delivery_and_init_checks_url_and_token() {
     // `init` fails the load without a URL or without the secret.
     let mut m = notifier("", &token);
     m.name = "no-url".into();
-    let e = plugins.load(m, &wasm(NAME)).unwrap_err().to_string();
+    let e = plugins
+        .load(Actor::Operator, m, &wasm(NAME))
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("config `url` is required"), "{e}");
     let m = manifest(NAME, "no-token", |t| {
         t.remove("secrets");
     });
-    let e = plugins.load(m, &wasm(NAME)).unwrap_err().to_string();
+    let e = plugins
+        .load(Actor::Operator, m, &wasm(NAME))
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("secret `token` is missing"), "{e}");
 }

@@ -11,7 +11,7 @@ use crate::plugin_alert_notifier::Receiver;
 use exesdb_host::bus::{Bus, BusConfig};
 use exesdb_host::messages::alerts::{AlertCategory, Severity, SystemAlert};
 use exesdb_host::messages::Envelope;
-use exesdb_host::runtime::{Manifest, Plugins};
+use exesdb_host::runtime::{Actor, Manifest, Plugins};
 use serde_json::json;
 
 const NAME: &str = "alert-webhook-js";
@@ -66,6 +66,7 @@ async fn fetch_in_an_async_export_posts_the_alert_to_the_receiver() {
     let plugins = plugins(&bus);
     plugins
         .load(
+            Actor::Operator,
             webhook(
                 NAME,
                 &receiver.url(PATH),
@@ -110,6 +111,7 @@ async fn a_non_2xx_answer_and_a_refused_post_fail_the_delivery_without_a_trap() 
     let plugins = plugins(&bus);
     plugins
         .load(
+            Actor::Operator,
             webhook(NAME, &receiver.url(PATH), None, &["http://127.0.0.1:*"]),
             &wasm(NAME),
         )
@@ -129,6 +131,7 @@ async fn a_non_2xx_answer_and_a_refused_post_fail_the_delivery_without_a_trap() 
     let denied = "alert-webhook-js-denied";
     plugins
         .load(
+            Actor::Operator,
             webhook(
                 denied,
                 &receiver.url(PATH),
@@ -168,6 +171,7 @@ async fn a_dead_receiver_and_its_open_breaker_reject_fetch_without_a_trap() {
     });
     plugins
         .load(
+            Actor::Operator,
             webhook(
                 NAME,
                 &format!("http://127.0.0.1:{port}{PATH}"),

@@ -13,7 +13,7 @@ use exesdb_host::messages::alerts::{AlertCategory, Severity, SystemAlert};
 use exesdb_host::messages::health::{ComponentHealth, HealthStatus, NodeHealth};
 use exesdb_host::messages::metrics::ThroughputMetric;
 use exesdb_host::messages::{Envelope, MessageError};
-use exesdb_host::runtime::{PluginError, PluginRunState, Plugins, World};
+use exesdb_host::runtime::{Actor, PluginError, PluginRunState, Plugins, World};
 use serde_json::{json, Map};
 
 const NAME: &str = "health-console";
@@ -22,7 +22,7 @@ const NAME: &str = "health-console";
 fn load(plugins: &Plugins, edit: impl FnOnce(&mut toml::Table)) {
     let manifest = common::manifest(NAME, NAME, edit);
     plugins
-        .load(manifest, &common::wasm(NAME))
+        .load(Actor::Operator, manifest, &common::wasm(NAME))
         .expect("health-console loads");
 }
 
@@ -275,7 +275,7 @@ async fn after_unload_no_alert_is_raised() {
     let (bus, plugins) = common::setup();
     load(&plugins, |_| {});
     let alerts = common::watch(&bus, Channel::Alerts, "system_alert:>");
-    plugins.unload(NAME).await.unwrap();
+    plugins.unload(Actor::Operator, NAME).await.unwrap();
     assert!(plugins.status(NAME).is_none());
     assert!(plugins.list().is_empty());
     assert!(
@@ -284,7 +284,7 @@ async fn after_unload_no_alert_is_raised() {
     );
     health(&bus, "store_worker", HealthStatus::Unhealthy).await;
     common::quiet(&alerts, Duration::from_millis(300)).await;
-    let err = plugins.unload(NAME).await.unwrap_err();
+    let err = plugins.unload(Actor::Operator, NAME).await.unwrap_err();
     assert!(matches!(err, PluginError::NotFound { .. }), "{err}");
 }
 
@@ -306,7 +306,7 @@ async fn an_invalid_alert_severity_fails_init_and_leaves_nothing_behind() {
 
     let manifest = common::manifest(NAME, NAME, |t| set_severity(t, "severe".into()));
     let err = plugins
-        .load(manifest, &common::wasm(NAME))
+        .load(Actor::Operator, manifest, &common::wasm(NAME))
         .expect_err("an unknown severity is refused");
     match &err {
         PluginError::Init { plugin, message } => {
@@ -329,7 +329,9 @@ async fn an_invalid_alert_severity_fails_init_and_leaves_nothing_behind() {
 
     // A value of the wrong type is refused too, naming the key.
     let manifest = common::manifest(NAME, NAME, |t| set_severity(t, 5.into()));
-    let err = plugins.load(manifest, &common::wasm(NAME)).unwrap_err();
+    let err = plugins
+        .load(Actor::Operator, manifest, &common::wasm(NAME))
+        .unwrap_err();
     match &err {
         PluginError::Init { message, .. } => {
             assert!(message.contains("invalid config"), "{message}");

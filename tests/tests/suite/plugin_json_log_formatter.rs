@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use exesdb_host::config::ConsoleFormat;
 use exesdb_host::logging::{ConsoleLayer, LineFormatter, Painter, Sink};
 use exesdb_host::messages::logging::{LogEntry, LogLevel};
-use exesdb_host::runtime::{FormatterPlugin, PluginError, Plugins, World};
+use exesdb_host::runtime::{Actor, FormatterPlugin, PluginError, Plugins, World};
 use serde_json::{json, Map, Value};
 use tracing_subscriber::layer::SubscriberExt;
 
@@ -35,7 +35,7 @@ fn load(
         );
     });
     let info = plugins
-        .load(manifest, &common::wasm(NAME))
+        .load(Actor::Operator, manifest, &common::wasm(NAME))
         .expect("json-log-formatter loads");
     assert_eq!(info.world, World::LogFormatter);
     assert_eq!(info.subscriber, None, "a formatter has no inbox");
@@ -267,7 +267,7 @@ async fn include_metadata_false_leaves_metadata_out() {
             .unwrap()
             .insert("include_metadata".into(), "yes".into());
     });
-    match plugins.load(manifest, &common::wasm(NAME)) {
+    match plugins.load(Actor::Operator, manifest, &common::wasm(NAME)) {
         Err(PluginError::Init { plugin, message }) => {
             assert_eq!(plugin, "json-lines-broken");
             assert!(message.contains("invalid config"), "{message}");
@@ -277,7 +277,10 @@ async fn include_metadata_false_leaves_metadata_out() {
     assert!(plugins.formatter("json-lines-broken").is_none());
 
     // Unloading removes it.
-    plugins.unload("json-lines-bare").await.unwrap();
+    plugins
+        .unload(Actor::Operator, "json-lines-bare")
+        .await
+        .unwrap();
     assert!(plugins.formatter("json-lines-bare").is_none());
     assert!(plugins.status("json-lines-bare").is_none());
     assert!(plugins.formatter(NAME).is_some());

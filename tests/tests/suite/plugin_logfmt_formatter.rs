@@ -6,7 +6,7 @@ use std::sync::Arc;
 use crate::common::*;
 use exesdb_host::bus::{Bus, BusConfig};
 use exesdb_host::messages::logging::{LogEntry, LogLevel};
-use exesdb_host::runtime::{PluginError, Plugins};
+use exesdb_host::runtime::{Actor, PluginError, Plugins};
 
 const NAME: &str = "logfmt-formatter";
 
@@ -33,7 +33,7 @@ fn entry() -> LogEntry {
 async fn formats_entries_as_logfmt_with_its_config() {
     let plugins = plugins();
     plugins
-        .load(manifest(NAME, NAME, |_| {}), &wasm(NAME))
+        .load(Actor::Operator, manifest(NAME, NAME, |_| {}), &wasm(NAME))
         .unwrap();
     let f = plugins.formatter(NAME).unwrap();
     let line = f.format_entry(&entry(), 1_753_615_800_123, "n1").unwrap();
@@ -48,7 +48,7 @@ async fn formats_entries_as_logfmt_with_its_config() {
         c.insert("include_metadata".into(), false.into());
         c.insert("time_key".into(), "time".into());
     });
-    plugins.load(plain, &wasm(NAME)).unwrap();
+    plugins.load(Actor::Operator, plain, &wasm(NAME)).unwrap();
     let f: Arc<_> = plugins.formatter("logfmt-plain").unwrap();
     let line = f.format_entry(&entry(), 0, "n1").unwrap();
     assert_eq!(line, "time=1970-01-01T00:00:00.000Z level=warning node=n1 module=exesdb_host::store msg=\"disk almost full\"");
@@ -63,7 +63,7 @@ async fn bad_config_fails_init() {
             .unwrap()
             .insert("include_metadata".into(), "yes".into());
     });
-    let err = plugins.load(m, &wasm(NAME)).unwrap_err();
+    let err = plugins.load(Actor::Operator, m, &wasm(NAME)).unwrap_err();
     assert!(
         matches!(err, PluginError::Init { ref message, .. } if message.contains("include_metadata")),
         "{err}"

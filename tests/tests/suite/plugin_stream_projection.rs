@@ -11,6 +11,7 @@ use exesdb_host::bus::{Channel, Subscriber};
 use exesdb_host::config::Config;
 use exesdb_host::host::Host;
 use exesdb_host::messages::logging::{LogEntry, LogLevel};
+use exesdb_host::runtime::Actor;
 use exesdb_host::store::{ExpectedVersion, NewEvent};
 use serde_json::json;
 use std::collections::BTreeMap;
@@ -70,7 +71,9 @@ fn load(host: &Host, name: &str, every: Option<i64>) {
                 .insert("every".into(), every.into());
         }
     });
-    host.plugins().load(m, &wasm(NAME)).unwrap();
+    host.plugins()
+        .load(Actor::Operator, m, &wasm(NAME))
+        .unwrap();
 }
 
 /// Waits until `subscriber`'s emitter worker runs; its start position.
@@ -224,7 +227,7 @@ async fn every_must_be_a_positive_integer() {
                 .insert("every".into(), bad.clone());
         });
         let err = plugins
-            .load(m, &wasm(NAME))
+            .load(Actor::Operator, m, &wasm(NAME))
             .expect_err(&format!("every = {bad} is refused"))
             .to_string();
         assert!(
@@ -234,10 +237,15 @@ async fn every_must_be_a_positive_integer() {
     }
     // The manifest's own config (every = 1000) and none at all both load.
     plugins
-        .load(manifest(NAME, "projection-ok", |_| {}), &wasm(NAME))
+        .load(
+            Actor::Operator,
+            manifest(NAME, "projection-ok", |_| {}),
+            &wasm(NAME),
+        )
         .unwrap();
     plugins
         .load(
+            Actor::Operator,
             manifest(NAME, "projection-default", |t| {
                 t.remove("config");
             }),

@@ -6,7 +6,7 @@
 use crate::common::*;
 use exesdb_host::bus::Channel;
 use exesdb_host::messages::Envelope;
-use exesdb_host::runtime::Contract;
+use exesdb_host::runtime::{Actor, Contract};
 use std::sync::Arc;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -15,6 +15,7 @@ async fn a_guest_built_against_0_1_0_loads_and_runs_beside_a_0_2_0_one() {
     let echoes = watch(&bus, Channel::Diagnostics, "echo:>");
     let old = plugins
         .load(
+            Actor::Operator,
             manifest("test-contract-0-1", "legacy", |t| {
                 t.insert("config".into(), toml::toml! { greeting = "hi" }.into());
             }),
@@ -24,6 +25,7 @@ async fn a_guest_built_against_0_1_0_loads_and_runs_beside_a_0_2_0_one() {
     assert_eq!(old.contract, Contract::V0_1);
     let new = plugins
         .load(
+            Actor::Operator,
             manifest("test-guest", "current", |_| {}),
             &wasm("test-guest"),
         )

@@ -11,7 +11,7 @@ use exesdb_host::messages::diagnostics::DebugTrace;
 use exesdb_host::messages::lifecycle::{ProcessEvent, ProcessLifecycle};
 use exesdb_host::messages::security::AccessViolation;
 use exesdb_host::messages::Envelope;
-use exesdb_host::runtime::{PluginError, PluginRunState, World};
+use exesdb_host::runtime::{Actor, PluginError, PluginRunState, World};
 use serde_json::json;
 
 /// The test guest's manifest with `mode`, subscribed to `events`/`>`.
@@ -74,7 +74,11 @@ async fn every_field_of_a_message_reaches_the_guest_singly_and_in_batches() {
     let (bus, plugins) = setup();
     let echoes = watch(&bus, Channel::Diagnostics, "echo:>");
     plugins
-        .load(guest("fields", "echo", |_| {}), &wasm("test-guest"))
+        .load(
+            Actor::Operator,
+            guest("fields", "echo", |_| {}),
+            &wasm("test-guest"),
+        )
         .unwrap();
     // Mixed optional ids, empty and non-ASCII strings, a long payload: the
     // first arrives alone (on-message), the burst through on-batch.
@@ -118,7 +122,11 @@ async fn echo_receives_singly_and_in_batches_and_publishes_within_its_grant() {
     let (bus, plugins) = setup();
     let echoes = watch(&bus, Channel::Diagnostics, "echo:>");
     let info = plugins
-        .load(guest("echo", "echo", |_| {}), &wasm("test-guest"))
+        .load(
+            Actor::Operator,
+            guest("echo", "echo", |_| {}),
+            &wasm("test-guest"),
+        )
         .unwrap();
     assert_eq!(
         (info.world, info.state),
@@ -162,7 +170,11 @@ async fn calls_outside_the_grants_are_refused_and_reported() {
     let violations = watch(&bus, Channel::Security, "access_violation:>");
     let audit = watch(&bus, Channel::Audit, "audit:access_log:>");
     plugins
-        .load(guest("nosy", "forbidden", |_| {}), &wasm("test-guest"))
+        .load(
+            Actor::Operator,
+            guest("nosy", "forbidden", |_| {}),
+            &wasm("test-guest"),
+        )
         .unwrap();
     publish_event(&bus, "store:x", json!({})).await;
 
@@ -212,7 +224,11 @@ async fn calls_outside_the_grants_are_refused_and_reported() {
 async fn malformed_wasm_wrong_world_and_failing_init_are_clear_errors() {
     let (_bus, plugins) = setup();
     let err = plugins
-        .load(guest("junk", "noop", |_| {}), b"\0asm not really")
+        .load(
+            Actor::Operator,
+            guest("junk", "noop", |_| {}),
+            b"\0asm not really",
+        )
         .unwrap_err();
     assert!(
         matches!(err, PluginError::Malformed { ref plugin, .. } if plugin == "junk"),
@@ -226,6 +242,7 @@ async fn malformed_wasm_wrong_world_and_failing_init_are_clear_errors() {
 
     let err = plugins
         .load(
+            Actor::Operator,
             guest("formatter-as-subscriber", "noop", |_| {}),
             &wasm("json-log-formatter"),
         )
@@ -239,7 +256,11 @@ async fn malformed_wasm_wrong_world_and_failing_init_are_clear_errors() {
     );
 
     let err = plugins
-        .load(guest("fails", "init-fail", |_| {}), &wasm("test-guest"))
+        .load(
+            Actor::Operator,
+            guest("fails", "init-fail", |_| {}),
+            &wasm("test-guest"),
+        )
         .unwrap_err();
     assert!(
         matches!(err, PluginError::Init { ref message, .. } if message.contains("init-fail mode")),
@@ -274,7 +295,7 @@ async fn a_directory_with_a_bad_plugin_still_loads_the_good_ones() {
         "name = \"missing\"\nversion = \"1\"\nworld = \"subscriber\"\n",
     )
     .unwrap();
-    let results = plugins.load_dir(dir.path());
+    let results = plugins.load_dir(Actor::Operator, dir.path());
     let errors: Vec<String> = results
         .iter()
         .filter_map(|r| r.as_ref().err().map(|e| e.to_string()))
@@ -309,12 +330,17 @@ async fn a_looping_plugin_is_interrupted_within_its_budget_and_others_keep_recei
     let echoes = watch(&bus, Channel::Diagnostics, "echo:bystander");
     plugins
         .load(
+            Actor::Operator,
             guest("looper", "loop", |t| limits(t, 64, 100)),
             &wasm("test-guest"),
         )
         .unwrap();
     plugins
-        .load(guest("bystander", "echo", |_| {}), &wasm("test-guest"))
+        .load(
+            Actor::Operator,
+            guest("bystander", "echo", |_| {}),
+            &wasm("test-guest"),
+        )
         .unwrap();
     wait_for_lifecycle(&life, ProcessEvent::Started).await;
 
@@ -349,6 +375,7 @@ async fn an_allocating_plugin_traps_at_its_memory_cap_and_is_replaced() {
     let traces = watch(&bus, Channel::Diagnostics, "debug_trace:hog");
     plugins
         .load(
+            Actor::Operator,
             guest("hog", "alloc", |t| limits(t, 16, 5000)),
             &wasm("test-guest"),
         )
@@ -375,10 +402,18 @@ async fn a_trapping_plugin_is_replaced_and_handles_later_messages() {
     let echoes = watch(&bus, Channel::Diagnostics, "echo:fragile");
     let others = watch(&bus, Channel::Diagnostics, "echo:steady");
     plugins
-        .load(guest("fragile", "trap", |_| {}), &wasm("test-guest"))
+        .load(
+            Actor::Operator,
+            guest("fragile", "trap", |_| {}),
+            &wasm("test-guest"),
+        )
         .unwrap();
     plugins
-        .load(guest("steady", "echo", |_| {}), &wasm("test-guest"))
+        .load(
+            Actor::Operator,
+            guest("steady", "echo", |_| {}),
+            &wasm("test-guest"),
+        )
         .unwrap();
 
     publish_event(&bus, "s:x", json!({"say": "boom"})).await;
@@ -404,6 +439,7 @@ async fn handler_errors_count_as_failures_without_restarts() {
     let (bus, plugins) = setup();
     plugins
         .load(
+            Actor::Operator,
             guest("picky", "fail-every", |t| {
                 t["config"]
                     .as_table_mut()
@@ -427,12 +463,16 @@ async fn unload_drains_the_inbox_and_stops_the_plugin() {
     let life = watch(&bus, Channel::Lifecycle, "process_lifecycle:leaving");
     let echoes = watch(&bus, Channel::Diagnostics, "echo:leaving");
     plugins
-        .load(guest("leaving", "echo", |_| {}), &wasm("test-guest"))
+        .load(
+            Actor::Operator,
+            guest("leaving", "echo", |_| {}),
+            &wasm("test-guest"),
+        )
         .unwrap();
     for n in 0..50 {
         publish_event(&bus, "s:x", json!({"n": n})).await;
     }
-    plugins.unload("leaving").await.unwrap();
+    plugins.unload(Actor::Operator, "leaving").await.unwrap();
     let mut count = 0;
     while echoes.try_recv().is_some() {
         count += 1;
@@ -455,7 +495,7 @@ async fn unload_drains_the_inbox_and_stops_the_plugin() {
         "the unloaded plugin no longer subscribes to events"
     );
     assert!(matches!(
-        plugins.unload("leaving").await,
+        plugins.unload(Actor::Operator, "leaving").await,
         Err(PluginError::NotFound { .. })
     ));
 }
@@ -464,10 +504,18 @@ async fn unload_drains_the_inbox_and_stops_the_plugin() {
 async fn duplicate_names_are_refused() {
     let (_bus, plugins) = setup();
     plugins
-        .load(guest("twice", "noop", |_| {}), &wasm("test-guest"))
+        .load(
+            Actor::Operator,
+            guest("twice", "noop", |_| {}),
+            &wasm("test-guest"),
+        )
         .unwrap();
     let err = plugins
-        .load(guest("twice", "noop", |_| {}), &wasm("test-guest"))
+        .load(
+            Actor::Operator,
+            guest("twice", "noop", |_| {}),
+            &wasm("test-guest"),
+        )
         .unwrap_err();
     assert!(matches!(err, PluginError::Duplicate { .. }), "{err}");
 }
@@ -496,11 +544,16 @@ async fn nothing_is_granted_by_default_and_grants_are_exact() {
             .insert("paths".into(), paths.clone());
     };
     plugins
-        .load(guest("bare", "probe", set_paths), &wasm("test-guest"))
+        .load(
+            Actor::Operator,
+            guest("bare", "probe", set_paths),
+            &wasm("test-guest"),
+        )
         .unwrap();
     let grant_dir = granted.path().display().to_string();
     plugins
         .load(
+            Actor::Operator,
             guest("granted", "probe", |t| {
                 set_paths(t);
                 let mut w = toml::Table::new();

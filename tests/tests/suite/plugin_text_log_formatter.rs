@@ -3,7 +3,7 @@
 use crate::common::*;
 use exesdb_host::bus::{Bus, BusConfig};
 use exesdb_host::messages::logging::{LogEntry, LogLevel};
-use exesdb_host::runtime::{PluginError, Plugins};
+use exesdb_host::runtime::{Actor, PluginError, Plugins};
 
 const NAME: &str = "text-log-formatter";
 
@@ -30,7 +30,7 @@ fn entry(level: LogLevel) -> LogEntry {
 async fn formats_entries_as_text() {
     let plugins = plugins();
     plugins
-        .load(manifest(NAME, NAME, |_| {}), &wasm(NAME))
+        .load(Actor::Operator, manifest(NAME, NAME, |_| {}), &wasm(NAME))
         .unwrap();
     let f = plugins.formatter(NAME).unwrap();
     let line = f
@@ -49,7 +49,7 @@ async fn formats_entries_as_text() {
             .unwrap()
             .insert("include_metadata".into(), false.into());
     });
-    plugins.load(plain, &wasm(NAME)).unwrap();
+    plugins.load(Actor::Operator, plain, &wasm(NAME)).unwrap();
     let line = plugins
         .formatter("text-plain")
         .unwrap()
@@ -70,7 +70,7 @@ async fn bad_config_fails_init() {
             .unwrap()
             .insert("include_metadata".into(), 1.into());
     });
-    let err = plugins.load(m, &wasm(NAME)).unwrap_err();
+    let err = plugins.load(Actor::Operator, m, &wasm(NAME)).unwrap_err();
     assert!(
         matches!(err, PluginError::Init { ref message, .. } if message.contains("include_metadata")),
         "{err}"

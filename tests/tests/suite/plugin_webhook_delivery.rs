@@ -26,7 +26,7 @@ use exesdb_host::bus::{Bus, BusConfig, Channel};
 use exesdb_host::emitter::{Emitters, Stores, SubscriptionSpec, Target};
 use exesdb_host::health::{HealthMonitoring, HealthTracker};
 use exesdb_host::metrics::MetricsCollector;
-use exesdb_host::runtime::{Plugins, Runtime};
+use exesdb_host::runtime::{Actor, Plugins, Runtime};
 use exesdb_host::store::kv::KeyValueDb;
 use exesdb_host::store::{Durability, ExpectedVersion, NewEvent};
 use serde_json::json;
@@ -215,7 +215,7 @@ impl World {
         });
         assert_eq!(m.name, NAME);
         let subscriptions = m.store_subscription.clone();
-        self.plugins.load(m, &wasm(KRATE)).unwrap();
+        self.plugins.load(Actor::Operator, m, &wasm(KRATE)).unwrap();
         for s in subscriptions {
             let spec = SubscriptionSpec {
                 store: s.store.unwrap_or_else(|| "default".into()),

@@ -14,7 +14,7 @@ use exesdb_host::messages::alerts::SystemAlert;
 use exesdb_host::messages::audit::AdminAction;
 use exesdb_host::messages::lifecycle::{ProcessEvent, ProcessLifecycle};
 use exesdb_host::metrics::MetricsCollector;
-use exesdb_host::runtime::{Manifest, PluginError, PluginRunState, Plugins, Runtime, World};
+use exesdb_host::runtime::{Actor, Manifest, PluginError, PluginRunState, Plugins, Runtime, World};
 use serde_json::json;
 
 /// The test guest in `mode`, tagged `tag`, subscribed to `events`/`>`.
@@ -129,7 +129,11 @@ async fn a_swap_under_steady_load_loses_nothing_and_switches_once() {
     let audit = watch(&bus, Channel::Audit, "audit:admin_action:>");
     let life = watch(&bus, Channel::Lifecycle, "process_lifecycle:swappy");
     plugins
-        .load(guest("swappy", "1.0.0", "echo", "v1"), &wasm("test-guest"))
+        .load(
+            Actor::Operator,
+            guest("swappy", "1.0.0", "echo", "v1"),
+            &wasm("test-guest"),
+        )
         .unwrap();
     let plugins = Arc::new(plugins);
     let publisher = {
@@ -138,7 +142,11 @@ async fn a_swap_under_steady_load_loses_nothing_and_switches_once() {
     };
     tokio::time::sleep(Duration::from_millis(100)).await;
     let info = plugins
-        .reload(guest("swappy", "2.0.0", "echo", "v2"), &wasm("test-guest"))
+        .reload(
+            Actor::Operator,
+            guest("swappy", "2.0.0", "echo", "v2"),
+            &wasm("test-guest"),
+        )
         .await
         .unwrap();
     assert_eq!(
@@ -171,7 +179,11 @@ async fn broken_new_versions_are_rejected_and_the_old_one_keeps_running() {
     let (bus, plugins) = plugins_with(RuntimeConfig::default());
     let out = watch(&bus, Channel::Diagnostics, "echo:stable");
     plugins
-        .load(guest("stable", "1.0.0", "echo", "v1"), &wasm("test-guest"))
+        .load(
+            Actor::Operator,
+            guest("stable", "1.0.0", "echo", "v1"),
+            &wasm("test-guest"),
+        )
         .unwrap();
     let cases: Vec<(Manifest, Vec<u8>, &str)> = vec![
         (
@@ -202,7 +214,10 @@ async fn broken_new_versions_are_rejected_and_the_old_one_keeps_running() {
         ),
     ];
     for (manifest, bytes, expected) in cases {
-        let err = plugins.reload(manifest, &bytes).await.unwrap_err();
+        let err = plugins
+            .reload(Actor::Operator, manifest, &bytes)
+            .await
+            .unwrap_err();
         assert!(
             err.to_string().contains(expected) && err.to_string().contains("stable"),
             "{err}"
@@ -327,7 +342,9 @@ async fn traps_back_off_exponentially_then_park_until_reloaded() {
             .unwrap()
             .insert("mode".into(), "trap".into());
     });
-    plugins.load(m, &wasm("test-guest")).unwrap();
+    plugins
+        .load(Actor::Operator, m, &wasm("test-guest"))
+        .unwrap();
     next(&life).await; // started
     let mut gaps = Vec::new();
     for _ in 0..3 {
@@ -369,6 +386,7 @@ async fn traps_back_off_exponentially_then_park_until_reloaded() {
     let out = watch(&bus, Channel::Diagnostics, "echo:crashy");
     plugins
         .reload(
+            Actor::Operator,
             guest("crashy", "2.0.0", "echo", "fixed"),
             &wasm("test-guest"),
         )
@@ -395,7 +413,7 @@ async fn the_component_cache_skips_compilation_and_rebuilds_corrupted_entries() 
         let plugins = Plugins::new(Runtime::with_config(rc).unwrap(), bus, 16);
         let m = manifest("health-console", "hc", |_| {});
         let started = Instant::now();
-        plugins.load(m, &bytes).unwrap();
+        plugins.load(Actor::Operator, m, &bytes).unwrap();
         (started.elapsed(), plugins)
     };
     let (cold, p) = load_once(&rc);
@@ -447,7 +465,9 @@ async fn fuel_gives_a_deterministic_budget() {
         l.insert("call_timeout_ms".into(), 60_000i64.into());
         t.insert("limits".into(), l.into());
     });
-    plugins.load(m, &wasm("test-guest")).unwrap();
+    plugins
+        .load(Actor::Operator, m, &wasm("test-guest"))
+        .unwrap();
     publish_event(&bus, "s:x", json!({})).await;
     let crash = next_where(&life, |e| {
         e.decode::<ProcessLifecycle>()
@@ -464,7 +484,9 @@ async fn fuel_gives_a_deterministic_budget() {
         l.insert("fuel".into(), 1000i64.into());
         t.insert("limits".into(), l.into());
     });
-    let err = plain.load(m, &wasm("test-guest")).unwrap_err();
+    let err = plain
+        .load(Actor::Operator, m, &wasm("test-guest"))
+        .unwrap_err();
     assert!(err.to_string().contains("[runtime] fuel = true"), "{err}");
 }
 
@@ -478,13 +500,25 @@ async fn pooling_caps_instances_so_one_tenant_cannot_starve_the_rest() {
     });
     let out = watch(&bus, Channel::Diagnostics, "echo:>");
     plugins
-        .load(guest("a", "1", "echo", "a"), &wasm("test-guest"))
+        .load(
+            Actor::Operator,
+            guest("a", "1", "echo", "a"),
+            &wasm("test-guest"),
+        )
         .unwrap();
     plugins
-        .load(guest("b", "1", "echo", "b"), &wasm("test-guest"))
+        .load(
+            Actor::Operator,
+            guest("b", "1", "echo", "b"),
+            &wasm("test-guest"),
+        )
         .unwrap();
     let err = plugins
-        .load(guest("c", "1", "echo", "c"), &wasm("test-guest"))
+        .load(
+            Actor::Operator,
+            guest("c", "1", "echo", "c"),
+            &wasm("test-guest"),
+        )
         .unwrap_err();
     assert!(matches!(err, PluginError::Instantiate { .. }), "{err}");
     assert!(err.to_string().contains("plugin `c`"), "{err}");
@@ -511,7 +545,9 @@ async fn a_memory_cap_larger_than_the_pool_slots_is_refused_at_load() {
     });
     let mut m = guest("big", "1", "echo", "big");
     m.limits.memory_mb = 64;
-    let err = plugins.load(m, &wasm("test-guest")).unwrap_err();
+    let err = plugins
+        .load(Actor::Operator, m, &wasm("test-guest"))
+        .unwrap_err();
     let text = err.to_string();
     assert!(matches!(err, PluginError::Instantiate { .. }), "{text}");
     for part in [
@@ -523,5 +559,7 @@ async fn a_memory_cap_larger_than_the_pool_slots_is_refused_at_load() {
     }
     let mut m = guest("fits", "1", "echo", "fits");
     m.limits.memory_mb = 32;
-    plugins.load(m, &wasm("test-guest")).unwrap();
+    plugins
+        .load(Actor::Operator, m, &wasm("test-guest"))
+        .unwrap();
 }

@@ -8,7 +8,7 @@ use crate::common::*;
 use exesdb_host::bus::{Bus, BusConfig, Channel};
 use exesdb_host::config::{Config, RuntimeConfig};
 use exesdb_host::messages::logging::{LogEntry, LogLevel};
-use exesdb_host::runtime::{PluginRunState, Plugins, Runtime};
+use exesdb_host::runtime::{Actor, PluginRunState, Plugins, Runtime};
 use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -23,7 +23,9 @@ async fn guest_output_is_captured_per_plugin() {
     let m = manifest("test-guest", "chatty", |t| {
         t["config"]["mode"] = "stderr".into()
     });
-    plugins.load(m, &wasm("test-guest")).unwrap();
+    plugins
+        .load(Actor::Operator, m, &wasm("test-guest"))
+        .unwrap();
     let sent = publish_event(&bus, "s:x", json!({})).await;
 
     let is_from = |stream: &'static str| {
@@ -52,7 +54,9 @@ async fn status_shows_the_latest_stderr_lines_oldest_first() {
     let m = manifest("test-guest", "talker", |t| {
         t["config"]["mode"] = "stderr".into()
     });
-    let loaded = plugins.load(m, &wasm("test-guest")).unwrap();
+    let loaded = plugins
+        .load(Actor::Operator, m, &wasm("test-guest"))
+        .unwrap();
     assert_eq!(loaded.stderr, Vec::<String>::new());
 
     let mut sent = Vec::new();
@@ -86,7 +90,9 @@ async fn status_shows_the_instance_memory_as_it_grows_and_afresh_after_a_restart
         limits.insert("call_timeout_ms".into(), 5000.into());
         t.insert("limits".into(), limits.into());
     });
-    let loaded = plugins.load(m, &wasm("test-guest")).unwrap();
+    let loaded = plugins
+        .load(Actor::Operator, m, &wasm("test-guest"))
+        .unwrap();
     let initial = loaded.memory_bytes;
     assert!(initial > 0, "{loaded:?}");
     assert_eq!(plugins.status("grower").unwrap().memory_bytes, initial);
@@ -119,6 +125,7 @@ async fn status_names_the_source_language_of_each_version() {
     let plugins = cached_plugins(&bus);
     let rust = plugins
         .load(
+            Actor::Operator,
             manifest("test-guest", "polyglot", |_| {}),
             &wasm("test-guest"),
         )
@@ -132,7 +139,11 @@ async fn status_names_the_source_language_of_each_version() {
         ("threshold-alerter-js", "javascript"),
     ] {
         let info = plugins
-            .reload(manifest(krate, "polyglot", |_| {}), &wasm(krate))
+            .reload(
+                Actor::Operator,
+                manifest(krate, "polyglot", |_| {}),
+                &wasm(krate),
+            )
             .await
             .unwrap();
         assert_eq!(info.language, language, "{krate}");
@@ -141,6 +152,7 @@ async fn status_names_the_source_language_of_each_version() {
     }
     let formatter = plugins
         .load(
+            Actor::Operator,
             manifest("text-log-formatter", "py-formatter", |_| {}),
             &wasm("text-log-formatter"),
         )

@@ -5,7 +5,7 @@
 
 use crate::common::*;
 use exesdb_host::bus::{Bus, BusConfig, Channel, Subscriber};
-use exesdb_host::runtime::{Manifest, Plugins, Runtime};
+use exesdb_host::runtime::{Actor, Manifest, Plugins, Runtime};
 use exesdb_host::store::kv::KeyValueDb;
 use exesdb_host::store::Durability;
 use serde_json::{json, Value};
@@ -36,7 +36,11 @@ fn durable_host(bus: &Bus, dir: &std::path::Path) -> Plugins {
     let db = KeyValueDb::open(dir, Durability::Immediate).unwrap();
     let plugins = Plugins::new(Runtime::new().unwrap(), bus.clone(), 64).with_state_db(db);
     plugins
-        .load(state_guest("durable", None), &wasm("test-guest"))
+        .load(
+            Actor::Operator,
+            state_guest("durable", None),
+            &wasm("test-guest"),
+        )
         .unwrap();
     plugins
 }
@@ -46,7 +50,11 @@ async fn state_operations_behave_as_wasi_keyvalue_says() {
     let (bus, plugins) = setup();
     let echoes = watch(&bus, Channel::Diagnostics, "echo:>");
     plugins
-        .load(state_guest("kv", None), &wasm("test-guest"))
+        .load(
+            Actor::Operator,
+            state_guest("kv", None),
+            &wasm("test-guest"),
+        )
         .unwrap();
     let st = |ask: Value| op(&bus, &echoes, "custom.state", ask);
 
@@ -136,7 +144,10 @@ async fn state_survives_a_reload_and_a_host_restart() {
         // A reload (a new version, new instances) sees the same state.
         let mut m = state_guest("durable", None);
         m.version = "2".into();
-        plugins.reload(m, &wasm("test-guest")).await.unwrap();
+        plugins
+            .reload(Actor::Operator, m, &wasm("test-guest"))
+            .await
+            .unwrap();
         assert_eq!(
             st(json!({"op": "incr", "key": "retries"})).await,
             json!({"value": "2"})
@@ -151,7 +162,11 @@ async fn state_survives_a_reload_and_a_host_restart() {
     );
     // Another plugin sees none of it.
     plugins
-        .load(state_guest("stranger", None), &wasm("test-guest"))
+        .load(
+            Actor::Operator,
+            state_guest("stranger", None),
+            &wasm("test-guest"),
+        )
         .unwrap();
     let both = st(json!({"op": "get", "key": "retries"})).await;
     let other = next_where(&echoes, |e| e.kind == "custom.state").await;
@@ -165,7 +180,11 @@ async fn a_write_over_the_state_quota_is_refused_and_changes_nothing() {
     let (bus, plugins) = setup();
     let echoes = watch(&bus, Channel::Diagnostics, "echo:>");
     plugins
-        .load(state_guest("quota", Some(1)), &wasm("test-guest"))
+        .load(
+            Actor::Operator,
+            state_guest("quota", Some(1)),
+            &wasm("test-guest"),
+        )
         .unwrap();
     let big = "x".repeat(600 * 1024);
     let st = |ask: Value| op(&bus, &echoes, "custom.state", ask);
@@ -210,7 +229,11 @@ async fn secrets_reach_the_guest_through_wasi_config_and_nowhere_else() {
     let (bus, plugins) = setup();
     let echoes = watch(&bus, Channel::Diagnostics, "echo:>");
     plugins
-        .load(secret_guest("hook", &file), &wasm("test-guest"))
+        .load(
+            Actor::Operator,
+            secret_guest("hook", &file),
+            &wasm("test-guest"),
+        )
         .unwrap();
     let r = op(
         &bus,
@@ -246,6 +269,7 @@ async fn a_missing_secret_fails_the_load_naming_it() {
     let (_bus, plugins) = setup();
     let err = plugins
         .load(
+            Actor::Operator,
             secret_guest("hook", &dir.path().join("absent")),
             &wasm("test-guest"),
         )

@@ -11,6 +11,7 @@ use parking_lot::Mutex;
 use serde::Serialize;
 
 use super::circuit::{Admission, BreakerSettings, Circuit};
+use super::trust::Trust;
 use crate::health::Transition;
 use crate::messages::tracking::BreakerState;
 use crate::metrics::histogram::LatencyHistogram;
@@ -135,10 +136,12 @@ struct Bucket {
     at: Instant,
 }
 
-/// A plugin's outbound figures, breakers and rate limit.
+/// A plugin's outbound figures, breakers and rate limit, and the TLS trust
+/// its `https` requests connect with (the host's, see [`Trust`]).
 #[derive(Debug, Default)]
 pub(crate) struct OutboundStats {
     breaker: BreakerSettings,
+    trust: Trust,
     destinations: Mutex<BTreeMap<String, Entry>>,
     bucket: Mutex<Option<Bucket>>,
 }
@@ -172,12 +175,19 @@ pub(crate) struct Ended {
 }
 
 impl OutboundStats {
-    /// No figures yet; the breakers configured by `breaker`.
-    pub(crate) fn new(breaker: BreakerSettings) -> OutboundStats {
+    /// No figures yet; the breakers configured by `breaker`, `https`
+    /// requests trusting `trust`.
+    pub(crate) fn new(breaker: BreakerSettings, trust: Trust) -> OutboundStats {
         OutboundStats {
             breaker,
+            trust,
             ..OutboundStats::default()
         }
+    }
+
+    /// The certificate authorities this plugin's `https` requests trust.
+    pub(crate) fn trust(&self) -> &Trust {
+        &self.trust
     }
 
     /// Runs `f` on `destination`'s entry (or [`OTHER`]'s, past the cap).
@@ -378,12 +388,15 @@ mod tests {
 
     #[test]
     fn the_breaker_opens_refuses_and_closes_through_a_trial() {
-        let s = OutboundStats::new(BreakerSettings {
-            enabled: true,
-            threshold: 2,
-            cooldown: 100 * MS,
-            max_cooldown: 100 * MS,
-        });
+        let s = OutboundStats::new(
+            BreakerSettings {
+                enabled: true,
+                threshold: 2,
+                cooldown: 100 * MS,
+                max_cooldown: 100 * MS,
+            },
+            Trust::default(),
+        );
         let t0 = Instant::now();
         let d = "http://a:80";
         assert_eq!(s.pass(d, t0).admission, Admission::Go);
@@ -420,12 +433,15 @@ mod tests {
 
     #[test]
     fn a_refusal_after_resolving_is_denied_and_frees_the_trial() {
-        let s = OutboundStats::new(BreakerSettings {
-            enabled: true,
-            threshold: 1,
-            cooldown: MS,
-            max_cooldown: MS,
-        });
+        let s = OutboundStats::new(
+            BreakerSettings {
+                enabled: true,
+                threshold: 1,
+                cooldown: MS,
+                max_cooldown: MS,
+            },
+            Trust::default(),
+        );
         let t0 = Instant::now();
         let d = "http://a:80";
         s.end(d, no_response(1), t0);

@@ -9,7 +9,6 @@
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
-use std::sync::{Arc, LazyLock};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -24,6 +23,7 @@ use wasmtime_wasi_http::{Error, RequestOptions, WasiBody};
 use super::addresses::restricted;
 use super::exchange::Exchange;
 use super::grants::{Destination, Host, Scheme};
+use super::trust::Trust;
 
 /// The `violation_type` of a request whose host resolved to a restricted
 /// address no grant names literally.
@@ -62,6 +62,8 @@ pub(crate) struct Plan {
     pub(crate) literal: Option<IpAddr>,
     pub(crate) timeouts: Timeouts,
     pub(crate) max_response_bytes: u64,
+    /// The certificate authorities an `https` destination must chain to.
+    pub(crate) trust: Trust,
 }
 
 /// Why a request did not get a response.
@@ -259,27 +261,14 @@ async fn connect(plan: &Plan) -> Result<Box<dyn Stream>, Failure> {
     }
     let name = rustls::pki_types::ServerName::try_from(dest.host_str())
         .map_err(|_| Error::HttpRequestUriInvalid)?;
-    let tls = tokio_rustls::TlsConnector::from(Arc::clone(&TLS))
+    let tls = plan
+        .trust
+        .connector()
         .connect(name, tcp)
         .await
         .map_err(tls_error)?;
     Ok(Box::new(tls))
 }
-
-/// The client TLS settings: the Mozilla roots (webpki-roots), ring.
-static TLS: LazyLock<Arc<rustls::ClientConfig>> = LazyLock::new(|| {
-    let roots = rustls::RootCertStore {
-        roots: webpki_roots::TLS_SERVER_ROOTS.into(),
-    };
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .expect("ring supports rustls' default protocol versions")
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    Arc::new(config)
-});
 
 fn connect_error(e: std::io::Error) -> Error {
     match e.kind() {

@@ -1,15 +1,16 @@
 //! A tiny HTTP/1.1 server on 127.0.0.1 for the tests of plugins' outbound
 //! requests: one request per connection, read whole (head and a
 //! `content-length` body), recorded, and answered with the [`Reply`] the
-//! test's handler gives for it.
+//! test's handler gives for it. Plain, or over TLS with a certificate of a
+//! [`TestCa`] made for the run.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpListener;
 
 use super::WAIT;
 
@@ -100,6 +101,8 @@ type Handler = dyn Fn(&Request, &[Request]) -> Reply + Send + Sync;
 #[derive(Debug, Clone)]
 pub struct Server {
     pub port: u16,
+    /// `http` or `https`.
+    scheme: &'static str,
     log: Arc<Mutex<Vec<Request>>>,
 }
 
@@ -116,22 +119,49 @@ impl Server {
         port: u16,
         handler: impl Fn(&Request, &[Request]) -> Reply + Send + Sync + 'static,
     ) -> Server {
+        Server::listen(port, None, Arc::new(handler)).await
+    }
+
+    /// An `https` server on any free port of 127.0.0.1 with `certificate`
+    /// (see [`TestCa::certificate`]), answering with `handler`. A client
+    /// that refuses the certificate is never read from: it sends nothing.
+    pub async fn start_tls(
+        certificate: Arc<rustls::ServerConfig>,
+        handler: impl Fn(&Request, &[Request]) -> Reply + Send + Sync + 'static,
+    ) -> Server {
+        let acceptor = tokio_rustls::TlsAcceptor::from(certificate);
+        Server::listen(0, Some(acceptor), Arc::new(handler)).await
+    }
+
+    async fn listen(
+        port: u16,
+        tls: Option<tokio_rustls::TlsAcceptor>,
+        handler: Arc<Handler>,
+    ) -> Server {
         let listener = TcpListener::bind(("127.0.0.1", port)).await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let log = Arc::new(Mutex::new(Vec::new()));
-        let handler: Arc<Handler> = Arc::new(handler);
         let shared = Arc::clone(&log);
+        let scheme = if tls.is_some() { "https" } else { "http" };
         tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
-                tokio::spawn(answer(stream, Arc::clone(&shared), Arc::clone(&handler)));
+                let (log, handler) = (Arc::clone(&shared), Arc::clone(&handler));
+                match tls.clone() {
+                    None => drop(tokio::spawn(answer(stream, log, handler))),
+                    Some(acceptor) => drop(tokio::spawn(async move {
+                        if let Ok(stream) = acceptor.accept(stream).await {
+                            answer(stream, log, handler).await;
+                        }
+                    })),
+                }
             }
         });
-        Server { port, log }
+        Server { port, scheme, log }
     }
 
     /// The URL of `path` (and query) on the server.
     pub fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.port)
+        format!("{}://127.0.0.1:{}{path}", self.scheme, self.port)
     }
 
     /// The requests so far, in order.
@@ -158,7 +188,11 @@ impl Server {
 }
 
 /// Reads one request from `s`, records it and writes the handler's reply.
-async fn answer(mut s: TcpStream, log: Arc<Mutex<Vec<Request>>>, handler: Arc<Handler>) {
+async fn answer<S: AsyncRead + AsyncWrite + Unpin>(
+    mut s: S,
+    log: Arc<Mutex<Vec<Request>>>,
+    handler: Arc<Handler>,
+) {
     let mut buf = Vec::new();
     let mut chunk = [0u8; 4096];
     let head_end = loop {
@@ -209,6 +243,57 @@ async fn answer(mut s: TcpStream, log: Arc<Mutex<Vec<Request>>>, handler: Arc<Ha
     tokio::time::sleep(reply.delay).await;
     if !reply.bytes.is_empty() {
         let _ = s.write_all(&reply.bytes).await;
+        let _ = s.flush().await;
     }
     tokio::time::sleep(reply.hold).await;
+    let _ = s.shutdown().await;
+}
+
+/// A certificate authority made for one test run, and certificates it
+/// signs for the test servers.
+pub struct TestCa {
+    issuer: rcgen::CertifiedIssuer<'static, rcgen::KeyPair>,
+}
+
+impl TestCa {
+    pub fn new(name: &str) -> TestCa {
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, name);
+        params.key_usages = vec![
+            rcgen::KeyUsagePurpose::KeyCertSign,
+            rcgen::KeyUsagePurpose::CrlSign,
+        ];
+        let key = rcgen::KeyPair::generate().unwrap();
+        TestCa {
+            issuer: rcgen::CertifiedIssuer::self_signed(params, key).unwrap(),
+        }
+    }
+
+    /// The CA's certificate, PEM: what `outbound_ca_files` names.
+    pub fn pem(&self) -> String {
+        self.issuer.pem()
+    }
+
+    /// A server certificate for `names` (DNS names or IP addresses) signed
+    /// by this CA, with its key, as a server's TLS settings.
+    pub fn certificate(&self, names: &[&str]) -> Arc<rustls::ServerConfig> {
+        let names: Vec<String> = names.iter().map(|&n| n.to_owned()).collect();
+        let params = rcgen::CertificateParams::new(names).unwrap();
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = params.signed_by(&key, &self.issuer).unwrap();
+        let key = rustls::pki_types::PrivateKeyDer::try_from(key.serialize_der()).unwrap();
+        let chain = vec![cert.der().clone(), self.issuer.der().clone()];
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .unwrap();
+        Arc::new(config)
+    }
 }

@@ -8,7 +8,7 @@ use exesdb_host::bus::{Bus, BusConfig, Channel};
 use exesdb_host::integration::Integration;
 use exesdb_host::messages::alerts::{AlertCategory, Severity, SystemAlert};
 use exesdb_host::messages::metrics::ThroughputMetric;
-use exesdb_host::runtime::{PluginError, Plugins};
+use exesdb_host::runtime::{Actor, PluginError, Plugins};
 
 /// Plugins sharing the compiled-component cache of the target directory.
 pub fn plugins(bus: &Bus) -> Plugins {
@@ -21,7 +21,7 @@ fn load(plugins: &Plugins, name: &str, threshold: i64, severity: &str) -> Result
         c.insert("threshold".into(), threshold.into());
         c.insert("severity".into(), severity.into());
     });
-    plugins.load(m, &wasm(name)).map(drop)
+    plugins.load(Actor::Operator, m, &wasm(name)).map(drop)
 }
 
 async fn throughput(bus: &Bus, rate: f64) -> std::sync::Arc<exesdb_host::messages::Envelope> {

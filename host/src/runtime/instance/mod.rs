@@ -1,93 +1,41 @@
-//! One live instance of a plugin: its `Store`, its world's bindings, and the
+//! One live instance of a plugin: its `Store`, its world's exports, and the
 //! calls into it, each under the manifest's time budget.
+//!
+//! One instance type per world: an [`Instance<W>`] is started from a
+//! [`Pre<W>`] and has the calls of world `W` only — `deliver` on a
+//! subscriber's, `on_alert` and `tick` on an escalator's, `format` and
+//! `format_batch` on a formatter's, `shutdown` on those that have one — so
+//! a call of another world's export does not compile.
+//!
+//! [`Runtime::prepare`](super::Runtime) checks a component against the
+//! world its manifest names and detects the contract version it was built
+//! against, once per plugin version; it returns a [`Prepared`] of that world,
+//! whose [`Pre`] carries the contract's interface name to every instance
+//! started from it (`prepared.rs`). Each world's exports are looked up by
+//! name in that interface when an instance starts (`exports.rs`).
+//! Subscribers and escalators run on a worker ([`WorkerPre`],
+//! [`WorkerInstance`]: one of the two worlds, matched by the worker per
+//! event); formatters are called by the console.
+
+mod exports;
+mod prepared;
 
 use std::sync::Arc;
 
-use wasmtime::component::{Func, InstancePre};
+use wasmtime::component::Func;
 use wasmtime::Store;
+
+pub(crate) use exports::{EscalatorExports, FormatterExports, SubscriberExports};
+use exports::{HasShutdown, WorldExports};
+pub(crate) use prepared::{Pre, Prepared, WorkerPre};
 
 use super::bindings::escalator::exports::exesdb::plugin::escalator::Escalation;
 use super::bindings::wit_types::{Error as WitError, LogEntry as WitLogEntry, Message};
-use super::contract::Contract;
 use super::host_impl::wit_channel;
-use super::lowering::{export_func, message_refs, HandlerFuncs, Ids};
-use super::manifest::World;
+use super::lowering::{message_refs, Ids};
 use super::state::{PluginContext, PluginState};
 use super::{PluginError, EPOCH_TICK};
 use crate::messages::Envelope;
-
-/// An instance's exports, looked up by name in the world interface of the
-/// contract the component was built against (see [`Contract`]): the
-/// records are the same in every supported version, so one set of typed
-/// calls serves them all, each checked against the component's own types.
-enum Bindings {
-    /// `init`, `shutdown`, and the message handlers called with borrowed
-    /// records (see [`super::lowering`]).
-    Subscriber {
-        init: Func,
-        shutdown: Func,
-        handlers: HandlerFuncs,
-    },
-    Escalator {
-        init: Func,
-        on_alert: Func,
-        tick: Func,
-        shutdown: Func,
-    },
-    Formatter {
-        init: Func,
-        format: Func,
-        format_batch: Func,
-    },
-}
-
-impl Bindings {
-    fn load(
-        store: &mut Store<PluginState>,
-        instance: &wasmtime::component::Instance,
-        world: World,
-    ) -> wasmtime::Result<Bindings> {
-        let contract = Contract::SUPPORTED
-            .into_iter()
-            .find(|c| {
-                instance
-                    .get_export_index(&mut *store, None, &c.export(world))
-                    .is_some()
-            })
-            .ok_or_else(|| {
-                wasmtime::format_err!("no export `{}`", Contract::CURRENT.export(world))
-            })?;
-        let iface = contract.export(world);
-        let mut f = |name: &str| export_func(store, instance, &iface, name);
-        let bindings = match world {
-            World::Subscriber => Bindings::Subscriber {
-                init: f("init")?,
-                shutdown: f("shutdown")?,
-                handlers: HandlerFuncs::load(store, instance, &iface)?,
-            },
-            World::AlertEscalator => Bindings::Escalator {
-                init: f("init")?,
-                on_alert: f("on-alert")?,
-                tick: f("tick")?,
-                shutdown: f("shutdown")?,
-            },
-            World::LogFormatter => Bindings::Formatter {
-                init: f("init")?,
-                format: f("format")?,
-                format_batch: f("format-batch")?,
-            },
-        };
-        Ok(bindings)
-    }
-
-    fn init(&self) -> Func {
-        match self {
-            Bindings::Subscriber { init, .. }
-            | Bindings::Escalator { init, .. }
-            | Bindings::Formatter { init, .. } => *init,
-        }
-    }
-}
 
 /// Calls `func` with `params`, typed (checked against the component's
 /// types on each call).
@@ -100,27 +48,21 @@ where
     f.call(store, params)
 }
 
-/// A plugin instance, initialised and ready for calls.
-pub(crate) struct Instance {
+/// A plugin instance of world `W`, initialised and ready for calls.
+pub(crate) struct Instance<W> {
     store: Store<PluginState>,
-    bindings: Bindings,
+    exports: W,
     ticks: u64,
     /// Fuel per call, when the engine meters fuel.
     fuel: Option<u64>,
 }
 
-impl std::fmt::Debug for Instance {
+impl<W> std::fmt::Debug for Instance<W> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Instance")
             .field("ticks", &self.ticks)
             .finish_non_exhaustive()
     }
-}
-
-/// A call made on an instance of another world: a host bug, reported as
-/// the call's failure instead of a panic.
-fn not_this_world(call: &str) -> wasmtime::Error {
-    wasmtime::format_err!("`{call}` is not an export of this plugin's world")
 }
 
 /// The guest's own error text.
@@ -152,15 +94,14 @@ pub(crate) fn to_message(env: &Envelope) -> Message {
     }
 }
 
-impl Instance {
+impl<W: WorldExports> Instance<W> {
     /// Instantiates and calls `init` with the manifest's config.
     pub(crate) fn start(
         engine: &wasmtime::Engine,
-        pre: &InstancePre<PluginState>,
+        pre: &Pre<W>,
         ctx: Arc<PluginContext>,
-    ) -> Result<Instance, PluginError> {
+    ) -> Result<Instance<W>, PluginError> {
         let plugin = ctx.name().to_owned();
-        let world = ctx.manifest.world;
         // A trap report names only this instance's stderr lines, and the
         // status this instance's memory (counted by its store's limiter).
         ctx.stderr.clear_recent();
@@ -190,17 +131,17 @@ impl Instance {
             plugin: plugin.clone(),
             message: format!("{e:#}"),
         };
-        let instance = pre.instantiate(&mut store).map_err(inst_err)?;
-        let bindings = Bindings::load(&mut store, &instance, world).map_err(inst_err)?;
+        let instance = pre.pre.instantiate(&mut store).map_err(inst_err)?;
+        let exports = W::load(&mut store, &instance, &pre.iface).map_err(inst_err)?;
         let mut inst = Instance {
             store,
-            bindings,
+            exports,
             ticks,
             fuel,
         };
         let config = ctx.manifest.config_json();
-        let (result,) = inst.call("init", |store, b| {
-            typed_call::<(&str,), (Result<(), WitError>,)>(store, b.init(), (config.as_str(),))
+        let (result,) = inst.call("init", |store, e| {
+            typed_call::<(&str,), (Result<(), WitError>,)>(store, e.init(), (config.as_str(),))
         })?;
         result.map_err(|e| PluginError::Init {
             plugin,
@@ -213,7 +154,7 @@ impl Instance {
     fn call<R>(
         &mut self,
         name: &str,
-        f: impl FnOnce(&mut Store<PluginState>, &Bindings) -> wasmtime::Result<R>,
+        f: impl FnOnce(&mut Store<PluginState>, &W) -> wasmtime::Result<R>,
     ) -> Result<R, PluginError> {
         self.store.set_epoch_deadline(self.ticks);
         self.store.data_mut().wait.reset();
@@ -221,7 +162,7 @@ impl Instance {
             // Cannot fail: the engine consumes fuel when `fuel` is set.
             let _ = self.store.set_fuel(fuel);
         }
-        let result = f(&mut self.store, &self.bindings);
+        let result = f(&mut self.store, &self.exports);
         result.map_err(|e| {
             let ctx = &self.store.data().ctx;
             let stderr = ctx.stderr.recent();
@@ -251,89 +192,6 @@ impl Instance {
         })
     }
 
-    /// Delivers messages: one via `on-message`, several via `on-batch`.
-    /// Returns the failures as (index, error text).
-    pub(crate) fn deliver(
-        &mut self,
-        msgs: &[Arc<Envelope>],
-    ) -> Result<Vec<(usize, String)>, PluginError> {
-        let ids = Ids::of(msgs);
-        let refs = message_refs(msgs, &ids);
-        if let [one] = refs.as_slice() {
-            let r = self.call("on-message", |store, b| match b {
-                Bindings::Subscriber { handlers, .. } => handlers.on_message(store, one),
-                _ => Err(not_this_world("on-message")),
-            })?;
-            return Ok(r
-                .err()
-                .map(|e| vec![(0, self.guest_text(&e))])
-                .unwrap_or_default());
-        }
-        let failures = self.call("on-batch", |store, b| match b {
-            Bindings::Subscriber { handlers, .. } => handlers.on_batch(store, &refs),
-            _ => Err(not_this_world("on-batch")),
-        })?;
-        Ok(failures
-            .into_iter()
-            .map(|f| (f.index as usize, self.guest_text(&f.error)))
-            .collect())
-    }
-
-    /// Hands one alert or ack to an escalator.
-    pub(crate) fn on_alert(
-        &mut self,
-        env: &Envelope,
-    ) -> Result<Result<Vec<Escalation>, String>, PluginError> {
-        let m = to_message(env);
-        let (r,) = self.call("on-alert", |store, b| match b {
-            Bindings::Escalator { on_alert, .. } => typed_call::<
-                (&Message,),
-                (Result<Vec<Escalation>, WitError>,),
-            >(store, *on_alert, (&m,)),
-            _ => Err(not_this_world("on-alert")),
-        })?;
-        Ok(r.map_err(|e| self.guest_text(&e)))
-    }
-
-    /// Lets an escalator act on time.
-    pub(crate) fn tick(
-        &mut self,
-        now_ms: u64,
-    ) -> Result<Result<Vec<Escalation>, String>, PluginError> {
-        let (r,) = self.call("tick", |store, b| match b {
-            Bindings::Escalator { tick, .. } => {
-                typed_call::<(u64,), (Result<Vec<Escalation>, WitError>,)>(store, *tick, (now_ms,))
-            }
-            _ => Err(not_this_world("tick")),
-        })?;
-        Ok(r.map_err(|e| self.guest_text(&e)))
-    }
-
-    /// Formats one log entry.
-    pub(crate) fn format(&mut self, entry: &WitLogEntry) -> Result<String, PluginError> {
-        let (line,) = self.call("format", |store, b| match b {
-            Bindings::Formatter { format, .. } => {
-                typed_call::<(&WitLogEntry,), (String,)>(store, *format, (entry,))
-            }
-            _ => Err(not_this_world("format")),
-        })?;
-        Ok(line)
-    }
-
-    /// Formats several log entries in one call; one line per entry.
-    pub(crate) fn format_batch(
-        &mut self,
-        entries: &[WitLogEntry],
-    ) -> Result<Vec<String>, PluginError> {
-        let (lines,) = self.call("format-batch", |store, b| match b {
-            Bindings::Formatter { format_batch, .. } => {
-                typed_call::<(&[WitLogEntry],), (Vec<String>,)>(store, *format_batch, (entries,))
-            }
-            _ => Err(not_this_world("format-batch")),
-        })?;
-        Ok(lines)
-    }
-
     /// A guest's error text, with the plugin's secrets redacted.
     fn guest_text(&self, e: &WitError) -> String {
         self.store
@@ -343,14 +201,123 @@ impl Instance {
             .redact(&error_text(e))
             .into_owned()
     }
+}
 
-    /// Calls `shutdown` (subscribers and escalators), ignoring a trap.
+impl<W: HasShutdown> Instance<W> {
+    /// Calls `shutdown`, ignoring a trap.
     pub(crate) fn shutdown(mut self) {
-        let _ = self.call("shutdown", |store, b| match b {
-            Bindings::Subscriber { shutdown, .. } | Bindings::Escalator { shutdown, .. } => {
-                typed_call::<(), ()>(store, *shutdown, ())
-            }
-            Bindings::Formatter { .. } => Ok(()),
+        let _ = self.call("shutdown", |store, e| {
+            typed_call::<(), ()>(store, e.shutdown(), ())
         });
+    }
+}
+
+impl Instance<SubscriberExports> {
+    /// Delivers messages: one via `on-message`, several via `on-batch`.
+    /// Returns the failures as (index, error text).
+    pub(crate) fn deliver(
+        &mut self,
+        msgs: &[Arc<Envelope>],
+    ) -> Result<Vec<(usize, String)>, PluginError> {
+        let ids = Ids::of(msgs);
+        let refs = message_refs(msgs, &ids);
+        if let [one] = refs.as_slice() {
+            let r = self.call("on-message", |store, e| e.handlers.on_message(store, one))?;
+            return Ok(r
+                .err()
+                .map(|e| vec![(0, self.guest_text(&e))])
+                .unwrap_or_default());
+        }
+        let failures = self.call("on-batch", |store, e| e.handlers.on_batch(store, &refs))?;
+        Ok(failures
+            .into_iter()
+            .map(|f| (f.index as usize, self.guest_text(&f.error)))
+            .collect())
+    }
+}
+
+impl Instance<EscalatorExports> {
+    /// Hands one alert or ack to an escalator.
+    pub(crate) fn on_alert(
+        &mut self,
+        env: &Envelope,
+    ) -> Result<Result<Vec<Escalation>, String>, PluginError> {
+        let m = to_message(env);
+        let (r,) = self.call("on-alert", |store, e| {
+            typed_call::<(&Message,), (Result<Vec<Escalation>, WitError>,)>(
+                store,
+                e.on_alert,
+                (&m,),
+            )
+        })?;
+        Ok(r.map_err(|e| self.guest_text(&e)))
+    }
+
+    /// Lets an escalator act on time.
+    pub(crate) fn tick(
+        &mut self,
+        now_ms: u64,
+    ) -> Result<Result<Vec<Escalation>, String>, PluginError> {
+        let (r,) = self.call("tick", |store, e| {
+            typed_call::<(u64,), (Result<Vec<Escalation>, WitError>,)>(store, e.tick, (now_ms,))
+        })?;
+        Ok(r.map_err(|e| self.guest_text(&e)))
+    }
+}
+
+impl Instance<FormatterExports> {
+    /// Formats one log entry.
+    pub(crate) fn format(&mut self, entry: &WitLogEntry) -> Result<String, PluginError> {
+        let (line,) = self.call("format", |store, e| {
+            typed_call::<(&WitLogEntry,), (String,)>(store, e.format, (entry,))
+        })?;
+        Ok(line)
+    }
+
+    /// Formats several log entries in one call; one line per entry.
+    pub(crate) fn format_batch(
+        &mut self,
+        entries: &[WitLogEntry],
+    ) -> Result<Vec<String>, PluginError> {
+        let (lines,) = self.call("format-batch", |store, e| {
+            typed_call::<(&[WitLogEntry],), (Vec<String>,)>(store, e.format_batch, (entries,))
+        })?;
+        Ok(lines)
+    }
+}
+
+impl WorkerPre {
+    /// Instantiates it and calls `init` (see [`Instance::start`]).
+    pub(crate) fn start(
+        &self,
+        engine: &wasmtime::Engine,
+        ctx: Arc<PluginContext>,
+    ) -> Result<WorkerInstance, PluginError> {
+        Ok(match self {
+            WorkerPre::Subscriber(pre) => {
+                WorkerInstance::Subscriber(Instance::start(engine, pre, ctx)?)
+            }
+            WorkerPre::Escalator(pre) => {
+                WorkerInstance::Escalator(Instance::start(engine, pre, ctx)?)
+            }
+        })
+    }
+}
+
+/// A worker's live instance, of its version's world.
+pub(crate) enum WorkerInstance {
+    /// A subscriber's.
+    Subscriber(Instance<SubscriberExports>),
+    /// An alert escalator's.
+    Escalator(Instance<EscalatorExports>),
+}
+
+impl WorkerInstance {
+    /// Calls `shutdown`, ignoring a trap.
+    pub(crate) fn shutdown(self) {
+        match self {
+            WorkerInstance::Subscriber(i) => i.shutdown(),
+            WorkerInstance::Escalator(i) => i.shutdown(),
+        }
     }
 }
