@@ -115,7 +115,7 @@ fn guest_manifest(name: &str, version: &str, mode: &str, extra: &str) -> String 
 }
 
 /// Deploys the test guest as `name` into `dir`.
-fn deploy_guest(dir: &Path, name: &str, version: &str, mode: &str) {
+fn deploy_guest(dir: &Path, name: &str, version: &str, mode: &str, extra: &str) {
     deploy(
         dir,
         &format!("{name}.wasm"),
@@ -124,7 +124,7 @@ fn deploy_guest(dir: &Path, name: &str, version: &str, mode: &str) {
     deploy(
         dir,
         &format!("{name}.toml"),
-        guest_manifest(name, version, mode, "").as_bytes(),
+        guest_manifest(name, version, mode, extra).as_bytes(),
     );
 }
 
@@ -169,7 +169,7 @@ async fn a_parked_plugin_is_revived_by_plugin_reload() {
     .await;
     // Outside the watched directory: only the CLI loads it.
     let elsewhere = tempfile::tempdir().unwrap();
-    deploy_guest(elsewhere.path(), "crashy", "1.0.0", "trap");
+    deploy_guest(elsewhere.path(), "crashy", "1.0.0", "trap", "");
     let manifest = elsewhere.path().join("crashy.toml");
     f.cli(&["load", path_str(&manifest)]).await.json();
     let echoes = f.watch(Channel::Diagnostics, "echo:crashy");
@@ -350,7 +350,7 @@ async fn assert_held_unloaded(f: &Fixture, name: &str) {
 async fn an_unload_holds_until_the_plugins_files_change() {
     // Loaded at start-up.
     let dir = tempfile::tempdir().unwrap();
-    deploy_guest(dir.path(), "held", "1.0.0", "echo");
+    deploy_guest(dir.path(), "held", "1.0.0", "echo", "");
     let f = Fixture::start_in(dir, &[]).await;
     assert_eq!(f.status("held").await["version"], "1.0.0");
     assert_eq!(f.cli(&["unload", "held"]).await.stdout.trim(), "ok");
@@ -396,16 +396,7 @@ async fn refused_call_floods_are_aggregated_counted_and_park_the_plugin() {
     let security = f.watch(Channel::Security, ">");
     let audit = f.watch(Channel::Audit, "audit:access_log:plugin");
     let echoes = f.watch(Channel::Diagnostics, "echo:flood");
-    deploy(
-        f.dir.path(),
-        "flood.wasm",
-        &std::fs::read(TEST_GUEST_WASM).unwrap(),
-    );
-    deploy(
-        f.dir.path(),
-        "flood.toml",
-        guest_manifest("flood", "1.0.0", "deny-flood", "n = 100000\n").as_bytes(),
-    );
+    deploy_guest(f.dir.path(), "flood", "1.0.0", "deny-flood", "n = 100000\n");
     wait_status(&f, "flood", |s| s["state"] == "running").await;
     publish(f.host.bus(), json!({})).await;
     let report = next_where(&echoes, |e| e.kind == "custom.deny_flood").await;
@@ -463,7 +454,7 @@ async fn refused_call_floods_are_aggregated_counted_and_park_the_plugin() {
 async fn a_subscriber_learns_how_many_messages_its_inbox_dropped() {
     let f = Fixture::start(&[("EXESDB_BUS__INBOX_CAPACITY", "8")]).await;
     let echoes = f.watch(Channel::Diagnostics, "echo:lagging");
-    deploy_guest(f.dir.path(), "lagging", "1.0.0", "echo");
+    deploy_guest(f.dir.path(), "lagging", "1.0.0", "echo", "");
     wait_status(&f, "lagging", |s| s["state"] == "running").await;
     let bus = f.host.bus().clone();
     const SENT: u64 = 20_000;
@@ -533,7 +524,7 @@ async fn a_crash_report_names_only_its_own_instances_stderr_on_one_line() {
     let f = Fixture::start(&[("EXESDB_RUNTIME__RESTART_BACKOFF_MS", "10")]).await;
     let traces = f.watch(Channel::Diagnostics, "debug_trace:crashy");
     let life = f.watch(Channel::Lifecycle, "process_lifecycle:crashy");
-    deploy_guest(f.dir.path(), "crashy", "1.0.0", "trap");
+    deploy_guest(f.dir.path(), "crashy", "1.0.0", "trap", "");
     wait_status(&f, "crashy", |s| s["state"] == "running").await;
     let bus = f.host.bus().clone();
     let mut ids = Vec::new();
@@ -578,7 +569,7 @@ async fn loads_during_shutdown_are_refused_and_no_worker_outlives_it() {
     let f = Fixture::start(&[]).await;
     let elsewhere = tempfile::tempdir().unwrap();
     for i in 0..6 {
-        deploy_guest(elsewhere.path(), &format!("late{i}"), "1.0.0", "echo");
+        deploy_guest(elsewhere.path(), &format!("late{i}"), "1.0.0", "echo", "");
     }
     let plugins = Arc::clone(f.host.plugins());
     // Loads keep arriving while the host shuts down.
@@ -620,7 +611,7 @@ async fn socket_attempts_are_refused_and_reported_as_violations() {
     let f = Fixture::start(&[]).await;
     let security = f.watch(Channel::Security, "access_violation:netty");
     let echoes = f.watch(Channel::Diagnostics, "echo:netty");
-    deploy_guest(f.dir.path(), "netty", "1.0.0", "socket");
+    deploy_guest(f.dir.path(), "netty", "1.0.0", "socket", "");
     wait_status(&f, "netty", |s| s["state"] == "running").await;
     publish(f.host.bus(), json!({})).await;
     let outcome = next_where(&echoes, |e| e.kind == "custom.socket").await;
@@ -653,7 +644,7 @@ async fn socket_attempts_are_refused_and_reported_as_violations() {
 async fn a_failed_delivery_is_traceable_to_its_message() {
     let f = Fixture::start(&[]).await;
     let health = f.watch(Channel::Health, "subscription_health:default:failing");
-    deploy_guest(f.dir.path(), "failing", "1.0.0", "fail-always");
+    deploy_guest(f.dir.path(), "failing", "1.0.0", "fail-always", "");
     wait_status(&f, "failing", |s| s["state"] == "running").await;
     let env = Envelope::new(Channel::Events, "s:x", "custom.e", json!({}), "n")
         .with_correlation_id("order-42");
@@ -807,16 +798,7 @@ async fn a_dead_outbound_destination_shows_its_open_breaker_in_health() {
         .unwrap()
         .port();
     let grant = "\n[wasi]\nallowed_outbound_hosts = [\"http://127.0.0.1:*\"]\n";
-    deploy(
-        f.dir.path(),
-        "caller.wasm",
-        &std::fs::read(TEST_GUEST_WASM).unwrap(),
-    );
-    deploy(
-        f.dir.path(),
-        "caller.toml",
-        guest_manifest("caller", "1.0.0", "http", grant).as_bytes(),
-    );
+    deploy_guest(f.dir.path(), "caller", "1.0.0", "http", grant);
     wait_status(&f, "caller", |s| s["state"] == "running").await;
     let url = format!("http://127.0.0.1:{port}/hook");
     let health = || {
