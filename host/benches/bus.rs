@@ -10,12 +10,16 @@
 //!   histogram record in a consumer that does nothing else (plugin workers
 //!   record one per delivered message).
 //!
+//! - 1 → 1 and 1 → 100 again with one core kept busy by a spinning thread
+//!   (a host shares its cores with plugin workers).
+//!
+//! The CPU model is printed first: the ratios differ between processors.
 //! Messages are pre-built `Arc<Envelope>`s, so the figures measure routing,
 //! validation and inbox hand-off, not JSON building. Set `BENCH_MESSAGES`
 //! to change the message count (default 2,000,000).
 
 mod support;
-use support::median;
+use support::{cpu_model, median, Busy};
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -195,6 +199,7 @@ where
 fn main() {
     let n = messages();
     let rounds = 5;
+    println!("CPU: {}", cpu_model());
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -225,6 +230,11 @@ fn main() {
         )
         .await;
         report("1 -> 1, + consumer latency hist.", on, off, "metrics off");
+        let _spin = Busy::start();
+        let (b, m) = paired(rounds, || run_bus(n, 1, 0), || run_mpsc(n)).await;
+        report("1 -> 1, one core busy", b, m, "tokio mpsc");
+        let (b, m) = paired(rounds, || run_bus(fan, 100, 0), || run_broadcast(fan, 100)).await;
+        report("1 -> 100, one core busy", b, m, "tokio broadcast");
     });
     println!("(medians of {rounds} alternating rounds, {n} messages each)");
 }

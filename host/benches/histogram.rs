@@ -27,10 +27,9 @@
 //! (default 20,000,000).
 
 mod support;
-use support::median;
+use support::{median, Busy};
 
 use std::hint::black_box;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -281,32 +280,6 @@ fn run(label: &str, n: usize, s: &Arc<Vec<u64>>, narrow: &[u64]) {
         },
     );
     report("summary + reset (take)", ours, theirs, "hdr + reset()");
-}
-
-/// A thread spinning on one core until dropped.
-struct Busy(Arc<AtomicBool>, Option<std::thread::JoinHandle<()>>);
-
-impl Busy {
-    fn start() -> Busy {
-        let stop = Arc::new(AtomicBool::new(false));
-        let s = Arc::clone(&stop);
-        let t = std::thread::spawn(move || {
-            let mut x = 0u64;
-            while !s.load(Ordering::Relaxed) {
-                x = black_box(x.wrapping_add(1));
-            }
-        });
-        Busy(stop, Some(t))
-    }
-}
-
-impl Drop for Busy {
-    fn drop(&mut self) {
-        self.0.store(true, Ordering::Relaxed);
-        if let Some(t) = self.1.take() {
-            let _ = t.join();
-        }
-    }
 }
 
 fn main() {

@@ -43,3 +43,17 @@ impl Drop for Busy {
         }
     }
 }
+
+/// The processor's model name (`/proc/cpuinfo`), printed by benches whose
+/// ratios depend on it.
+pub fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, m)| m.trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown".into())
+}

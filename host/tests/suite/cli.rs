@@ -82,6 +82,37 @@ fn run_loads_the_bundled_plugins_and_stops_cleanly_on_sigterm() {
     );
 }
 
+/// Stopping the host unloads the plugins of its plugins directory without
+/// the operator's "stays unloaded until they change" (that is for an
+/// operator's unload; the next start loads them again).
+#[test]
+fn stopping_the_host_does_not_hold_its_directory_plugins_unloaded() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        exesdb_host::artifacts::TEST_GUEST_WASM,
+        dir.path().join("guest.wasm"),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("guest.toml"),
+        crate::common::guest_manifest("guest", "1.0.0", "noop", "t", ""),
+    )
+    .unwrap();
+    let plugins = dir.path().to_str().unwrap();
+    let (before, after, ok) = run_until_started(&[("EXESDB_PLUGINS__DIR", plugins)]);
+    assert!(ok, "exit status; output {before:#?} {after:#?}");
+    assert!(
+        before.iter().any(|l| l.contains("PLUGIN LOADED: guest")),
+        "{before:#?}"
+    );
+    let unloaded: Vec<_> = after
+        .iter()
+        .filter(|l| l.contains("PLUGIN UNLOADED: guest"))
+        .collect();
+    assert_eq!(unloaded.len(), 1, "{after:#?}");
+    assert!(!unloaded[0].contains("stays unloaded"), "{}", unloaded[0]);
+}
+
 #[test]
 fn console_lines_can_come_from_a_formatter_plugin() {
     let (before, after, ok) =

@@ -3,11 +3,11 @@
 //!
 //! The actor is recorded as the `admin_user_id` of the operation's
 //! `AdminAction` on `audit`. It changes one thing besides: an unload by
-//! anyone but the [`Watcher`](Actor::Watcher) of a plugin whose files are
-//! still in the watched directory is remembered, and the watcher leaves the
-//! plugin unloaded until its files change (see
+//! an operator (or a named actor) of a plugin whose files are still in the
+//! watched directory is remembered, and the watcher leaves the plugin
+//! unloaded until its files change (see
 //! [`PluginState::Unloaded`](super::PluginState::Unloaded)); the watcher's
-//! own unloads (files removed) are not.
+//! own unloads (files removed) and the host's at shutdown are not.
 
 /// Who asked for a lifecycle operation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -19,6 +19,9 @@ pub enum Actor<'a> {
     Watcher,
     /// Someone the caller names, as the HTTP API does (`admin-api`).
     Named(&'a str),
+    /// The host stopping: [`Plugins::unload_all`](super::Plugins::unload_all)
+    /// unloads every plugin. Recorded as `shutdown`.
+    Shutdown,
 }
 
 impl Actor<'_> {
@@ -28,6 +31,7 @@ impl Actor<'_> {
             Actor::Operator => "operator",
             Actor::Watcher => "watcher",
             Actor::Named(name) => name,
+            Actor::Shutdown => "shutdown",
         }
     }
 }

@@ -52,7 +52,7 @@ impl Plugins {
         self.health.remove(name);
         self.metrics.remove(name);
         match self.watched_source(&info) {
-            Some((dir, fingerprint)) if actor != Actor::Watcher => {
+            Some((dir, fingerprint)) if !matches!(actor, Actor::Watcher | Actor::Shutdown) => {
                 tracing::info!(
                     class = "failure",
                     plugin = name,
@@ -87,7 +87,7 @@ impl Plugins {
                 break;
             }
             for name in names {
-                let _ = self.unload(Actor::Operator, &name).await;
+                let _ = self.unload(Actor::Shutdown, &name).await;
             }
         }
         self.unloaded.lock().clear();
