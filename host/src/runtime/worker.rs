@@ -7,7 +7,34 @@
 //! event — messages go to a subscriber's `deliver` or an escalator's
 //! `on_alert`, ticks to an escalator — so no call can reach an export the
 //! instance's world does not have.
+//!
+//! # Commands
+//!
+//! Messages from the bus reach the worker through the plugin's bus inbox
+//! (a [`crate::bus::Subscriber`], with its own overflow policy); everything
+//! else the outside asks of it is a [`Command`] over one channel, in the
+//! order it asked: a hot reload's [`Swap`], an emitter's direct delivery
+//! ([`Request`]), and [`Stop`](Command::Stop) once the inbox was closed
+//! (unload, shutdown). The plugin's slot holds the sending side,
+//! [`Control`]; the worker owns the receiving side, [`Commands`].
+//!
+//! Every wait of the loop — on the inbox, a back-off after a trap, an open
+//! breaker, a parked plugin — ends early when a command arrives. What
+//! arrives while the worker waits or calls the guest is kept in the
+//! backlog of [`Commands`], so nothing is lost or reordered, and is taken
+//! at the top of the next turn: a swap first; then, while parked, every
+//! request is refused ("plugin `X` is parked"); else the oldest request is
+//! handled before the next inbox batch. A swap whose reload stopped waiting
+//! is discarded (see [`Swap::done`]). When every sender is gone (the slot
+//! was dropped) the channel counts as one last stop and is not polled
+//! again.
+//!
+//! The worker ends when its inbox is closed and drained. It then closes the
+//! channel and drops what it did not take: a request's caller learns that
+//! the plugin stopped before handling the events, a swap's new instance is
+//! shut down and its reload fails.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -36,8 +63,8 @@ enum Wake {
     Messages(usize),
     /// The escalator's tick is due.
     Tick,
-    /// A swap or an unload asks for attention.
-    Control,
+    /// A command arrived (kept in the backlog), or the channel closed.
+    Command,
     /// Counted access refusals fall due for their aggregated report.
     Violations,
 }
@@ -49,7 +76,25 @@ pub(crate) struct Swap {
     pub(crate) instance: WorkerInstance,
     pub(crate) max_batch: usize,
     /// Signalled once the new version has the slot.
-    pub(crate) done: std::sync::mpsc::SyncSender<()>,
+    ///
+    /// A command cannot be taken back once sent, so a reload that stops
+    /// waiting (it timed out, or its future was dropped) withdraws its swap
+    /// by dropping the receiving side: the worker takes a swap only while
+    /// [`is_closed`](tokio::sync::oneshot::Sender::is_closed) is false, and
+    /// otherwise [discards](Swap::discard) it, keeping the running version.
+    /// The one window left is the worker's own hand-over (the old
+    /// instance's `shutdown`, between that check and the signal): a reload
+    /// that gives up within it reports a failure although the new version
+    /// runs.
+    pub(crate) done: tokio::sync::oneshot::Sender<()>,
+}
+
+impl Swap {
+    /// Drops a swap that will not be taken: its new instance is shut down,
+    /// and its reload, if it still waits, learns that it was not taken.
+    pub(crate) fn discard(self) {
+        self.instance.shutdown();
+    }
 }
 
 /// Failures of a direct delivery: (index in the batch, error text).
@@ -65,12 +110,129 @@ pub(crate) struct Request {
     pub(crate) reply: tokio::sync::oneshot::Sender<Result<Failures, String>>,
 }
 
-/// How the outside reaches a running worker.
-#[derive(Default)]
-pub(crate) struct Control {
-    pub(crate) swap: Mutex<Option<Swap>>,
-    pub(crate) requests: Mutex<std::collections::VecDeque<Request>>,
-    pub(crate) wake: tokio::sync::Notify,
+/// What the outside asks of a running worker, in the order it asked (see
+/// the [module](self) documentation).
+pub(crate) enum Command {
+    /// Hot reload: take this version (boxed: a swap is rare and large, a
+    /// delivery frequent and small).
+    Swap(Box<Swap>),
+    /// Handle these events directly (an emitter), in order.
+    Deliver(Request),
+    /// The inbox was closed (unload, shutdown): drain it and stop. The
+    /// closed inbox says so by itself; the command wakes the worker to see it.
+    Stop,
+}
+
+/// The sending side of a worker's command channel, held by the plugin's
+/// slot.
+#[derive(Clone)]
+pub(crate) struct Control(tokio::sync::mpsc::UnboundedSender<Command>);
+
+impl Control {
+    /// A new command channel: the slot's side and the worker's.
+    pub(crate) fn channel() -> (Control, Commands) {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let commands = Commands {
+            rx,
+            swaps: VecDeque::new(),
+            requests: VecDeque::new(),
+            open: true,
+        };
+        (Control(tx), commands)
+    }
+
+    /// Sends `command` without waiting; gives it back when the worker has
+    /// ended (or never ran: a formatter's slot).
+    pub(crate) fn send(&self, command: Command) -> Result<(), Command> {
+        self.0.send(command).map_err(|e| e.0)
+    }
+}
+
+/// The worker's side of its command channel, with the backlog: the
+/// commands received but not taken yet.
+pub(crate) struct Commands {
+    rx: tokio::sync::mpsc::UnboundedReceiver<Command>,
+    /// Swaps received, oldest first.
+    swaps: VecDeque<Swap>,
+    /// Direct deliveries received, oldest first.
+    requests: VecDeque<Request>,
+    /// Whether the channel is still polled: false once every sender is
+    /// gone, or the worker closed it.
+    open: bool,
+}
+
+impl Commands {
+    /// Puts a received command in the backlog.
+    fn keep(&mut self, command: Command) {
+        match command {
+            Command::Swap(swap) => self.swaps.push_back(*swap),
+            Command::Deliver(req) => self.requests.push_back(req),
+            // Nothing to keep: the closed inbox is seen by the loop.
+            Command::Stop => {}
+        }
+    }
+
+    /// Moves every command that has arrived into the backlog, without
+    /// waiting.
+    fn drain(&mut self) {
+        use tokio::sync::mpsc::error::TryRecvError;
+        while self.open {
+            match self.rx.try_recv() {
+                Ok(command) => self.keep(command),
+                Err(TryRecvError::Empty) => break,
+                Err(TryRecvError::Disconnected) => self.open = false,
+            }
+        }
+    }
+
+    /// Waits for the next command and keeps it. When every sender is gone
+    /// it returns once, as for a [`Command::Stop`], and never again (the
+    /// channel is no longer polled). Cancel-safe: a command is kept as soon
+    /// as it is received.
+    async fn arrival(&mut self) {
+        if !self.open {
+            return std::future::pending().await;
+        }
+        match self.rx.recv().await {
+            Some(command) => self.keep(command),
+            None => self.open = false,
+        }
+    }
+
+    /// The swap to take: the newest one whose reload still waits. The
+    /// others are discarded — older ones are superseded by it, as a second
+    /// reload replaced a first one the worker had not taken yet.
+    fn take_swap(&mut self) -> Option<Swap> {
+        let mut taken = None;
+        while let Some(swap) = self.swaps.pop_back() {
+            if taken.is_none() && !swap.done.is_closed() {
+                taken = Some(swap);
+            } else {
+                swap.discard();
+            }
+        }
+        taken
+    }
+
+    /// The oldest direct delivery, including those that arrived just now.
+    fn next_request(&mut self) -> Option<Request> {
+        self.drain();
+        self.requests.pop_front()
+    }
+
+    /// Closes the channel when the worker ends: later sends fail, and what
+    /// was not taken is dropped (a request's caller learns that the plugin
+    /// stopped) or discarded (a swap).
+    fn close(&mut self) {
+        self.rx.close();
+        // Drained to the end, even when it was no longer polled.
+        self.open = true;
+        self.drain();
+        self.requests.clear();
+        for swap in self.swaps.drain(..) {
+            swap.discard();
+        }
+    }
 }
 
 /// The restart policy's state: back-off that doubles per consecutive trap,
@@ -138,7 +300,7 @@ pub(crate) struct Worker {
     pub(crate) max_batch: usize,
     pub(crate) health: Arc<HealthTracker>,
     pub(crate) metrics: Arc<SubscriptionMetrics>,
-    pub(crate) control: Arc<Control>,
+    pub(crate) commands: Commands,
     pub(crate) policy: super::RuntimeConfig,
 }
 
@@ -192,7 +354,8 @@ impl Worker {
         let mut buf: Vec<Arc<Envelope>> = Vec::with_capacity(self.max_batch);
         let mut seen_dropped = sub.dropped();
         loop {
-            if let Some(swap) = self.control.swap.lock().take() {
+            self.commands.drain();
+            if let Some(swap) = self.commands.take_swap() {
                 if let Some(old) = instance.take() {
                     old.shutdown();
                 }
@@ -207,7 +370,7 @@ impl Worker {
             }
             if restarts.parked {
                 // Parked: deliver nothing until a reload (swap) or unload.
-                for req in self.control.requests.lock().drain(..) {
+                for req in self.commands.requests.drain(..) {
                     let _ = req
                         .reply
                         .send(Err(format!("plugin `{}` is parked", self.ctx.name())));
@@ -221,7 +384,7 @@ impl Worker {
                         self.pause(at.saturating_duration_since(Instant::now()));
                         self.after_call();
                     }
-                    None => self.ctx.handle.block_on(self.control.wake.notified()),
+                    None => self.idle(),
                 }
                 continue;
             }
@@ -261,8 +424,7 @@ impl Worker {
                     }
                 }
             }
-            let request = self.control.requests.lock().pop_front();
-            if let Some(req) = request {
+            if let Some(req) = self.commands.next_request() {
                 let outcome = match instance.as_mut().expect("instance present") {
                     WorkerInstance::Subscriber(inst) => {
                         self.deliver_in_order(inst, &req.events, req.report)
@@ -311,6 +473,7 @@ impl Worker {
             };
             buf.clear();
             let violations_due = self.ctx.violations.next_due();
+            let commands = &mut self.commands;
             let event = self.ctx.handle.block_on(async {
                 let recv = sub.recv_many(&mut buf, max);
                 let flush = async {
@@ -328,7 +491,7 @@ impl Worker {
                 tokio::select! {
                     n = recv => Wake::Messages(n),
                     () = tick => Wake::Tick,
-                    () = self.control.wake.notified() => Wake::Control,
+                    () = commands.arrival() => Wake::Command,
                     () = flush => Wake::Violations,
                 }
             });
@@ -352,7 +515,7 @@ impl Worker {
                         WorkerInstance::Subscriber(_) => Ok(()),
                     }
                 }
-                (Wake::Control, _) => continue,
+                (Wake::Command, _) => continue,
                 (Wake::Violations, _) => Ok(()),
             };
             match result {
@@ -380,6 +543,7 @@ impl Worker {
                 restarts.parked = true;
             }
         }
+        self.commands.close();
         if let Some(i) = instance {
             i.shutdown();
         }
@@ -405,12 +569,19 @@ impl Worker {
             .then(|| Duration::from_millis(self.ctx.manifest.tick_interval_ms.unwrap_or(1000)))
     }
 
-    /// Sleeps for `d`, waking early for a swap or an unload.
-    fn pause(&self, d: Duration) {
-        let wake = self.control.wake.notified();
+    /// Sleeps for `d`, waking early when a command arrives (a swap, a
+    /// direct delivery, a stop); the command is kept in the backlog.
+    fn pause(&mut self, d: Duration) {
+        let commands = &mut self.commands;
         self.ctx.handle.block_on(async {
-            let _ = tokio::time::timeout(d, wake).await;
+            let _ = tokio::time::timeout(d, commands.arrival()).await;
         });
+    }
+
+    /// Waits for the next command, however long it takes.
+    fn idle(&mut self) {
+        let commands = &mut self.commands;
+        self.ctx.handle.block_on(commands.arrival());
     }
 
     /// Parks the plugin after too many traps: nothing is delivered until an

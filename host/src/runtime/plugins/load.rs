@@ -27,7 +27,7 @@ use crate::runtime::manifest::{Manifest, World};
 use crate::runtime::outbound::OutboundStats;
 use crate::runtime::state::PluginContext;
 use crate::runtime::violations::Violations;
-use crate::runtime::worker::{lifecycle, Control, Worker};
+use crate::runtime::worker::{lifecycle, Command, Control, Worker};
 use crate::runtime::PluginError;
 
 impl Plugins {
@@ -205,7 +205,7 @@ impl Plugins {
             outbound: Vec::new(),
             state_bytes: 0,
         }));
-        let control = Arc::new(Control::default());
+        let (control, commands) = Control::channel();
         let (worker, formatter) = match prepared {
             Prepared::Formatter(pre) => (
                 None,
@@ -225,7 +225,7 @@ impl Plugins {
                     max_batch,
                     health: Arc::clone(&self.health),
                     metrics: self.metrics.register(&name),
-                    control: Arc::clone(&control),
+                    commands,
                     policy: self.runtime.config().clone(),
                 };
                 let thread = std::thread::Builder::new()
@@ -249,7 +249,7 @@ impl Plugins {
                 if let Some(sub) = &ctx.subscriber {
                     sub.close();
                 }
-                control.wake.notify_one();
+                let _ = control.send(Command::Stop);
                 if let Some(thread) = worker {
                     let _ = thread.join();
                 }

@@ -2,7 +2,7 @@
 //!
 //! Each loaded plugin has a slot, by name: its status, the context of its
 //! running version, its worker thread (subscribers and escalators) or its
-//! formatter (log formatters), the worker's control channel and the digest
+//! formatter (log formatters), the worker's command channel and the digest
 //! of its component. Besides the slots the set keeps the plugins an
 //! operator unloaded whose files are still in the watched directory (they
 //! are listed as [`PluginState::Unloaded`]).
@@ -46,7 +46,7 @@ use super::files::Fingerprint;
 use super::formatter::FormatterPlugin;
 use super::manifest::{Manifest, World};
 use super::state::PluginContext;
-use super::worker::{Control, Request};
+use super::worker::{Command, Control, Request};
 use super::Runtime;
 use crate::bus::Bus;
 use crate::health::{HealthMonitoring, HealthTracker};
@@ -58,7 +58,7 @@ struct Slot {
     ctx: Arc<PluginContext>,
     worker: Option<std::thread::JoinHandle<()>>,
     formatter: Option<Arc<FormatterPlugin>>,
-    control: Arc<Control>,
+    control: Control,
     /// SHA-256 of the loaded component, to skip reloading identical files.
     digest: Vec<u8>,
 }
@@ -231,15 +231,15 @@ impl Plugins {
                     slot.ctx.manifest.world
                 ));
             }
-            Arc::clone(&slot.control)
+            slot.control.clone()
         };
         let (reply, outcome) = tokio::sync::oneshot::channel();
-        control.requests.lock().push_back(Request {
+        // Refused only when the worker has ended: the dropped reply says so.
+        let _ = control.send(Command::Deliver(Request {
             events,
             report,
             reply,
-        });
-        control.wake.notify_one();
+        }));
         outcome
             .await
             .map_err(|_| format!("plugin `{name}` stopped before handling the events"))?

@@ -6,8 +6,11 @@
 //! is reported as a rejected change (see `reporting`) and returned. The
 //! inbox belongs to the slot: a message is handled by exactly one version —
 //! the old one up to the swap, the new one after. A subscriber's or
-//! escalator's worker takes the new instance between two calls and
-//! acknowledges the swap; a formatter's is replaced in place. The
+//! escalator's worker is sent the new instance as a command, takes it
+//! between two calls and acknowledges the swap; a reload that stops waiting
+//! for the acknowledgement (it timed out, or was dropped) withdraws it, and
+//! the worker discards the swap, shutting its new instance down, and keeps
+//! the running version. A formatter's is replaced in place. The
 //! subscriptions follow the new manifest after the swap. The same
 //! component and manifest again change nothing, except for a parked
 //! plugin, which they revive with a fresh instance. The reload is recorded
@@ -27,7 +30,7 @@ use crate::runtime::files::read_files;
 use crate::runtime::formatter::FormatterPlugin;
 use crate::runtime::instance::Prepared;
 use crate::runtime::manifest::{Manifest, World};
-use crate::runtime::worker::{lifecycle, Swap};
+use crate::runtime::worker::{lifecycle, Command, Swap};
 use crate::runtime::PluginError;
 
 impl Plugins {
@@ -121,7 +124,7 @@ impl Plugins {
         let current = self.slots.lock().get(&name).map(|s| {
             (
                 Arc::clone(&s.ctx),
-                Arc::clone(&s.control),
+                s.control.clone(),
                 s.digest.clone(),
                 s.info.lock().state,
             )
@@ -164,15 +167,19 @@ impl Plugins {
             }
             Prepared::Worker(pre) => {
                 let instance = pre.start(self.runtime.engine(), Arc::clone(&ctx))?;
-                let (done, swapped) = std::sync::mpsc::sync_channel(1);
-                *control.swap.lock() = Some(Swap {
+                let (done, swapped) = tokio::sync::oneshot::channel();
+                let swap = Swap {
                     ctx: Arc::clone(&ctx),
                     pre,
                     instance,
                     max_batch: ctx.manifest.limits.max_batch.unwrap_or(self.max_batch),
                     done,
-                });
-                control.wake.notify_one();
+                };
+                // Refused when the worker has ended (an unload meanwhile):
+                // `swapped` then fails at once.
+                if let Err(Command::Swap(swap)) = control.send(Command::Swap(Box::new(swap))) {
+                    swap.discard();
+                }
                 // The running call's budget, plus one outbound request's waits
                 // (connect, head, body), which do not count against it.
                 let longest_call = |m: &Manifest| {
@@ -186,11 +193,11 @@ impl Plugins {
                 let wait = Duration::from_millis(
                     longest_call(&ctx.manifest).max(longest_call(&old.manifest)),
                 ) + Duration::from_secs(5);
-                let acked = tokio::task::spawn_blocking(move || swapped.recv_timeout(wait).is_ok())
-                    .await
-                    .unwrap_or(false);
+                // Giving up drops `swapped`, which withdraws the swap: the
+                // worker discards a swap whose waiter has gone (see
+                // `Swap::done`), so the running version stays.
+                let acked = matches!(tokio::time::timeout(wait, swapped).await, Ok(Ok(())));
                 if !acked {
-                    control.swap.lock().take();
                     return Err(PluginError::Instantiate {
                         plugin: name,
                         message: "the running version did not hand over its slot in time".into(),
@@ -258,5 +265,105 @@ impl Plugins {
                 );
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use super::super::{Actor, Plugins};
+    use crate::bus::{Bus, BusConfig, Channel};
+    use crate::messages::Envelope;
+    use crate::runtime::instance::Prepared;
+    use crate::runtime::manifest::Manifest;
+    use crate::runtime::worker::{Command, Swap};
+    use crate::runtime::Runtime;
+
+    /// A swap whose reload stopped waiting is discarded: the running version
+    /// keeps the slot and the new instance is dropped. One whose reload
+    /// waits is taken and acknowledged (the control case, measured the same
+    /// way: whether the worker still holds the new version's context).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_swap_whose_reload_gave_up_is_discarded() {
+        let bus = Bus::new(BusConfig::default());
+        let plugins = Plugins::new(Runtime::new().unwrap(), bus.clone(), 16);
+        let manifest =
+            Manifest::from_file(Path::new(crate::artifacts::TEST_GUEST_MANIFEST)).unwrap();
+        let wasm = std::fs::read(crate::artifacts::TEST_GUEST_WASM).unwrap();
+        plugins
+            .load(Actor::Operator, manifest.clone(), &wasm)
+            .unwrap();
+        let name = manifest.name.clone();
+        let component = plugins.runtime.compile(&name, &wasm).unwrap();
+        let send_swap = |waiting: bool| {
+            let (old, control) = {
+                let slots = plugins.slots.lock();
+                let slot = &slots[&name];
+                (Arc::clone(&slot.ctx), slot.control.clone())
+            };
+            let Prepared::Worker(pre) = plugins.runtime.prepare(&manifest, &component).unwrap()
+            else {
+                panic!("the test guest is a subscriber");
+            };
+            let ctx = plugins
+                .context(
+                    manifest.clone(),
+                    old.subscriber.clone(),
+                    Arc::clone(&old.violations),
+                    Arc::clone(&old.outbound),
+                )
+                .unwrap();
+            let instance = pre
+                .start(plugins.runtime.engine(), Arc::clone(&ctx))
+                .unwrap();
+            let (done, swapped) = tokio::sync::oneshot::channel();
+            let swapped = waiting.then_some(swapped);
+            let swap = Swap {
+                ctx: Arc::clone(&ctx),
+                pre,
+                instance,
+                max_batch: 16,
+                done,
+            };
+            assert!(control.send(Command::Swap(Box::new(swap))).is_ok());
+            (ctx, swapped)
+        };
+        // Answered by the worker after it looked at the swap sent before.
+        let deliver = || async {
+            let env = Envelope::new(
+                Channel::Events,
+                "s:direct",
+                "custom.e",
+                serde_json::json!({}),
+                bus.node(),
+            );
+            plugins
+                .deliver_direct(&name, vec![Arc::new(env)], true)
+                .await
+                .unwrap()
+        };
+
+        let (stale, _) = send_swap(false);
+        assert!(deliver().await.is_empty());
+        assert_eq!(
+            Arc::strong_count(&stale),
+            1,
+            "the discarded swap's version is still held"
+        );
+
+        let (taken, swapped) = send_swap(true);
+        tokio::time::timeout(Duration::from_secs(30), swapped.unwrap())
+            .await
+            .expect("the swap is acknowledged")
+            .unwrap();
+        assert!(deliver().await.is_empty());
+        assert!(
+            Arc::strong_count(&taken) > 1,
+            "the worker does not hold the version it acknowledged"
+        );
+        plugins.unload_all().await;
     }
 }

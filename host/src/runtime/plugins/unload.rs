@@ -18,7 +18,7 @@ use std::sync::atomic::Ordering;
 use super::{live, Actor, PluginInfo, PluginState, Plugins};
 use crate::messages::lifecycle::ProcessEvent;
 use crate::runtime::files::Fingerprint;
-use crate::runtime::worker::lifecycle;
+use crate::runtime::worker::{lifecycle, Command};
 use crate::runtime::PluginError;
 
 impl Plugins {
@@ -39,7 +39,8 @@ impl Plugins {
         if let Some(sub) = &slot.ctx.subscriber {
             sub.close();
         }
-        slot.control.wake.notify_one();
+        // Refused when there is no worker (a formatter) or it has ended.
+        let _ = slot.control.send(Command::Stop);
         self.audit(actor, "plugin_unload", name, &slot.ctx.manifest.version);
         let info = live(&slot);
         if let Some(thread) = slot.worker {
