@@ -17,7 +17,8 @@
 //! Every comparison runs quiet and again with one core kept busy by a
 //! spinning thread (a host shares its cores with plugin workers). Figures
 //! are medians of alternating rounds. `BENCH_GATEWAY_SCALE` multiplies the
-//! event counts (default 1.0).
+//! event counts (default 1.0); `BENCH_GATEWAY_CLIENTS` sets the concurrent
+//! appenders and publishers (default 4).
 
 mod support;
 use support::{median, Busy};
@@ -35,17 +36,27 @@ use futures_util::{SinkExt, StreamExt};
 use serde_json::json;
 
 const ROUNDS: usize = 3;
-const CLIENTS: usize = 4;
 const BATCH: usize = 100;
 const WS_CLIENTS: usize = 1_000;
 const CYCLES: usize = 10_000;
+
+/// Concurrent appenders and publishers (HTTP clients, embedded tasks):
+/// `BENCH_GATEWAY_CLIENTS`, default 4. More of them make larger commit
+/// groups in the store.
+fn clients() -> usize {
+    std::env::var("BENCH_GATEWAY_CLIENTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or(4)
+}
 
 fn scaled(n: usize) -> usize {
     let scale: f64 = std::env::var("BENCH_GATEWAY_SCALE")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(1.0);
-    ((n as f64 * scale) as usize).max(BATCH * CLIENTS)
+    ((n as f64 * scale) as usize).max(BATCH * clients())
 }
 
 fn event(n: usize) -> serde_json::Value {
@@ -78,11 +89,11 @@ async fn start_host(dir: &std::path::Path) -> Host {
         .unwrap()
 }
 
-/// Embedded appends: `CLIENTS` tasks, batches of `BATCH`; events/s.
+/// Embedded appends: `clients()` tasks, batches of `BATCH`; events/s.
 async fn append_embedded(host: &Host, events: usize) -> f64 {
-    let per = events / CLIENTS / BATCH;
+    let per = events / clients() / BATCH;
     let start = Instant::now();
-    let tasks: Vec<_> = (0..CLIENTS)
+    let tasks: Vec<_> = (0..clients())
         .map(|c| {
             let stores = Arc::clone(host.stores());
             tokio::spawn(async move {
@@ -102,7 +113,7 @@ async fn append_embedded(host: &Host, events: usize) -> f64 {
     for t in tasks {
         t.await.unwrap();
     }
-    (per * CLIENTS * BATCH) as f64 / start.elapsed().as_secs_f64()
+    (per * clients() * BATCH) as f64 / start.elapsed().as_secs_f64()
 }
 
 /// The same appends straight into the store (`Store::append` on the
@@ -110,10 +121,10 @@ async fn append_embedded(host: &Host, events: usize) -> f64 {
 /// host adds to an append is the gap between this and
 /// [`append_embedded`]; events/s.
 async fn append_bare(host: &Host, events: usize) -> f64 {
-    let per = events / CLIENTS / BATCH;
+    let per = events / clients() / BATCH;
     let store = host.stores().get("default").unwrap();
     let start = Instant::now();
-    let tasks: Vec<_> = (0..CLIENTS)
+    let tasks: Vec<_> = (0..clients())
         .map(|c| {
             let store = store.clone();
             tokio::spawn(async move {
@@ -135,13 +146,13 @@ async fn append_bare(host: &Host, events: usize) -> f64 {
     for t in tasks {
         t.await.unwrap();
     }
-    (per * CLIENTS * BATCH) as f64 / start.elapsed().as_secs_f64()
+    (per * clients() * BATCH) as f64 / start.elapsed().as_secs_f64()
 }
 
-/// Appends over HTTP: `CLIENTS` keep-alive clients; events/s.
+/// Appends over HTTP: `clients()` keep-alive clients; events/s.
 fn append_http(base: &str, events: usize, round: usize) -> f64 {
-    let per = events / CLIENTS / BATCH;
-    let bodies: Vec<Vec<String>> = (0..CLIENTS)
+    let per = events / clients() / BATCH;
+    let bodies: Vec<Vec<String>> = (0..clients())
         .map(|_| {
             (0..per)
                 .map(|b| {
@@ -173,7 +184,7 @@ fn append_http(base: &str, events: usize, round: usize) -> f64 {
             });
         }
     });
-    (per * CLIENTS * BATCH) as f64 / start.elapsed().as_secs_f64()
+    (per * clients() * BATCH) as f64 / start.elapsed().as_secs_f64()
 }
 
 /// A native subscriber counting what arrives on `channel`/`pattern`.
@@ -233,13 +244,13 @@ async fn publish_native(host: &Host, count: usize, round: usize) -> f64 {
     rate
 }
 
-/// HTTP publishes in batches from `CLIENTS` keep-alive clients to a native
+/// HTTP publishes in batches from `clients()` keep-alive clients to a native
 /// subscriber; messages/s (first request → last counted).
 async fn publish_http(host: &Host, base: &str, count: usize, round: usize) -> f64 {
     let pattern = format!("http-{round}:>");
     let (n, task) = counter(host, &pattern);
-    let per = count / CLIENTS / BATCH;
-    let bodies: Vec<Vec<String>> = (0..CLIENTS)
+    let per = count / clients() / BATCH;
+    let bodies: Vec<Vec<String>> = (0..clients())
         .map(|_| {
             (0..per)
                 .map(|b| {
@@ -274,7 +285,7 @@ async fn publish_http(host: &Host, base: &str, count: usize, round: usize) -> f6
     })
     .await
     .unwrap();
-    let total = (per * CLIENTS * BATCH) as u64;
+    let total = (per * clients() * BATCH) as u64;
     wait_count(&n, total).await;
     let rate = total as f64 / start.elapsed().as_secs_f64();
     task.abort();
@@ -391,10 +402,10 @@ fn main() {
         let events = scaled(100_000);
         let messages = scaled(200_000);
         // Warm-up.
-        append_embedded(&host, CLIENTS * BATCH * 10).await;
+        append_embedded(&host, clients() * BATCH * 10).await;
         {
             let base = base.clone();
-            tokio::task::spawn_blocking(move || append_http(&base, CLIENTS * BATCH * 10, 99))
+            tokio::task::spawn_blocking(move || append_http(&base, clients() * BATCH * 10, 99))
                 .await
                 .unwrap();
         }
