@@ -72,6 +72,32 @@ fn rss() -> u64 {
         .process_rss_bytes
 }
 
+/// This process's proportional and private memory (`Pss`, `Private_Clean`
+/// + `Private_Dirty` of `/proc/self/smaps_rollup`), in bytes. Resident size
+/// counts a page shared by several mappings once per mapping, so instances
+/// mapping one copy-on-write memory image show the image's touched pages
+/// once each in RSS; these two count the pages an instance owns.
+fn pss_and_private() -> (u64, u64) {
+    let text = std::fs::read_to_string("/proc/self/smaps_rollup").unwrap_or_default();
+    let field = |name: &str| -> u64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|rest| {
+                rest.trim()
+                    .trim_end_matches("kB")
+                    .trim()
+                    .parse::<u64>()
+                    .ok()
+            })
+            .unwrap_or(0)
+            * 1024
+    };
+    (
+        field("Pss:"),
+        field("Private_Clean:") + field("Private_Dirty:"),
+    )
+}
+
 fn main() {
     let n = messages();
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -153,6 +179,7 @@ fn main() {
             )
             .unwrap(); // compiles or loads from the cache
             let before = rss();
+            let (pss_before, private_before) = pss_and_private();
             for i in 0..5 {
                 more.load(
                     Actor::Operator,
@@ -163,12 +190,17 @@ fn main() {
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
             let per = rss().saturating_sub(before) / 5;
+            let (pss, private) = pss_and_private();
+            let pss_per = pss.saturating_sub(pss_before) / 5;
+            let private_per = private.saturating_sub(private_before) / 5;
             more.unload_all().await;
             println!(
-                "{name:<22} {:>9.1} k msgs/s | ratio {:.3} | {:>7.0} KiB per instance",
+                "{name:<22} {:>9.1} k msgs/s | ratio {:.3} | per instance: RSS {:>7.0} KiB, PSS {:>7.0} KiB, private {:>7.0} KiB",
                 rate / 1e3,
                 rate / native,
-                per as f64 / 1024.0
+                per as f64 / 1024.0,
+                pss_per as f64 / 1024.0,
+                private_per as f64 / 1024.0
             );
             plugins.unload_all().await;
         }

@@ -25,6 +25,9 @@ pub struct CacheStats {
     pub misses: u64,
     /// Entries found corrupted and rebuilt.
     pub rebuilt: u64,
+    /// Loads that used the component a live plugin loaded from the same
+    /// bytes already had in memory (neither the cache nor the compiler).
+    pub shared: u64,
 }
 
 /// The compiled-component cache of one engine.
@@ -35,6 +38,7 @@ pub(crate) struct ComponentCache {
     hits: AtomicU64,
     misses: AtomicU64,
     rebuilt: AtomicU64,
+    shared: AtomicU64,
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -62,6 +66,7 @@ impl ComponentCache {
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
             rebuilt: AtomicU64::new(0),
+            shared: AtomicU64::new(0),
         }
     }
 
@@ -70,7 +75,13 @@ impl ComponentCache {
             hits: self.hits.load(Ordering::Relaxed),
             misses: self.misses.load(Ordering::Relaxed),
             rebuilt: self.rebuilt.load(Ordering::Relaxed),
+            shared: self.shared.load(Ordering::Relaxed),
         }
+    }
+
+    /// Counts a load served by a component already in memory.
+    pub(crate) fn count_shared(&self) {
+        self.shared.fetch_add(1, Ordering::Relaxed);
     }
 
     /// The entry path for `wasm` (without extension).

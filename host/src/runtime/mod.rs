@@ -62,6 +62,26 @@ pub struct Runtime {
     config: RuntimeConfig,
     /// Whom plugins' `https` requests trust (`outbound_ca_files`).
     trust: outbound::Trust,
+    /// Components compiled for live plugins, by the SHA-256 of their bytes.
+    live: parking_lot::Mutex<std::collections::HashMap<[u8; 32], std::sync::Weak<Compiled>>>,
+}
+
+/// A compiled component, shared by every plugin loaded from the same bytes
+/// while one of them is loaded: its code and its linear-memory images exist
+/// once, so each further instance costs only the pages it writes (a Python
+/// or JavaScript interpreter image is tens of MB). Each plugin's slot holds
+/// one; when the last goes, the next load compiles (or reads the on-disk
+/// cache) again.
+#[derive(Debug)]
+pub struct Compiled {
+    component: Component,
+}
+
+impl std::ops::Deref for Compiled {
+    type Target = Component;
+    fn deref(&self) -> &Component {
+        &self.component
+    }
 }
 
 impl std::fmt::Debug for Runtime {
@@ -174,6 +194,7 @@ impl Runtime {
             stop_ticker,
             config: rc.clone(),
             trust,
+            live: parking_lot::Mutex::default(),
         }))
     }
 
@@ -197,16 +218,40 @@ impl Runtime {
         &self.engine
     }
 
-    /// Compiles component bytes, or loads them from the cache.
-    pub(crate) fn compile(&self, plugin: &str, bytes: &[u8]) -> Result<Component, PluginError> {
-        self.cache
+    /// The compiled component of `bytes`: the one a live plugin loaded
+    /// from the same bytes already uses, else loaded from the on-disk
+    /// cache, else compiled (counted in [`cache_stats`](Self::cache_stats)).
+    pub(crate) fn compile(&self, plugin: &str, bytes: &[u8]) -> Result<Arc<Compiled>, PluginError> {
+        use sha2::Digest;
+        let digest: [u8; 32] = sha2::Sha256::digest(bytes).into();
+        if let Some(c) = self
+            .live
+            .lock()
+            .get(&digest)
+            .and_then(std::sync::Weak::upgrade)
+        {
+            self.cache.count_shared();
+            return Ok(c);
+        }
+        // Compiled without the lock: another load may do the same meanwhile,
+        // and the first to finish is the one kept.
+        let component = self
+            .cache
             .load(&self.engine, plugin, bytes, || {
                 Component::from_binary(&self.engine, bytes)
             })
             .map_err(|e| PluginError::Malformed {
                 plugin: plugin.to_owned(),
                 message: format!("{e:#}"),
-            })
+            })?;
+        let mut live = self.live.lock();
+        live.retain(|_, c| c.strong_count() > 0);
+        if let Some(c) = live.get(&digest).and_then(std::sync::Weak::upgrade) {
+            return Ok(c);
+        }
+        let compiled = Arc::new(Compiled { component });
+        live.insert(digest, Arc::downgrade(&compiled));
+        Ok(compiled)
     }
 
     /// Checks that `component` implements the manifest's world (in a

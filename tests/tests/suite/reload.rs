@@ -400,6 +400,35 @@ async fn traps_back_off_exponentially_then_park_until_reloaded() {
     );
 }
 
+/// Plugins loaded from the same bytes share one compiled component while
+/// one of them is loaded (no second compile or cache read, one copy of the
+/// code and memory image); once none is, the next load compiles again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plugins_of_the_same_bytes_share_one_compiled_component() {
+    let bus = Bus::new(BusConfig::default());
+    let plugins = Plugins::new(Runtime::new().unwrap(), bus, 16);
+    let bytes = wasm("health-console");
+    for name in ["hc-a", "hc-b", "hc-c"] {
+        let m = manifest("health-console", name, |_| {});
+        plugins.load(Actor::Operator, m, &bytes).unwrap();
+    }
+    let stats = plugins.runtime_cache_stats();
+    assert_eq!((stats.misses, stats.shared), (1, 2), "{stats:?}");
+    // Still shared while one of them is loaded.
+    plugins.unload(Actor::Operator, "hc-a").await.unwrap();
+    plugins.unload(Actor::Operator, "hc-b").await.unwrap();
+    let m = manifest("health-console", "hc-d", |_| {});
+    plugins.load(Actor::Operator, m, &bytes).unwrap();
+    assert_eq!(plugins.runtime_cache_stats().shared, 3);
+    // None loaded: compiled again.
+    plugins.unload(Actor::Operator, "hc-c").await.unwrap();
+    plugins.unload(Actor::Operator, "hc-d").await.unwrap();
+    let m = manifest("health-console", "hc-e", |_| {});
+    plugins.load(Actor::Operator, m, &bytes).unwrap();
+    let stats = plugins.runtime_cache_stats();
+    assert_eq!((stats.misses, stats.shared), (2, 3), "{stats:?}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_component_cache_skips_compilation_and_rebuilds_corrupted_entries() {
     let dir = tempfile::tempdir().unwrap();

@@ -264,6 +264,7 @@ impl Plugins {
                     formatter,
                     control,
                     digest,
+                    compiled: component,
                 },
             );
         }

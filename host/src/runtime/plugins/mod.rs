@@ -47,7 +47,7 @@ use super::formatter::FormatterPlugin;
 use super::manifest::{Manifest, World};
 use super::state::PluginContext;
 use super::worker::{Command, Control, Request};
-use super::Runtime;
+use super::{Compiled, Runtime};
 use crate::bus::Bus;
 use crate::health::{HealthMonitoring, HealthTracker};
 use crate::metrics::MetricsCollector;
@@ -61,6 +61,9 @@ struct Slot {
     control: Control,
     /// SHA-256 of the loaded component, to skip reloading identical files.
     digest: Vec<u8>,
+    /// The compiled component, kept so that plugins loaded from the same
+    /// bytes share it.
+    compiled: Arc<Compiled>,
 }
 
 /// The loaded plugins of one host.

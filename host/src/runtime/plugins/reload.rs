@@ -213,6 +213,7 @@ impl Plugins {
             })?;
             slot.ctx = Arc::clone(&ctx);
             slot.digest = digest;
+            slot.compiled = component;
             {
                 let mut info = slot.info.lock();
                 info.version = to.clone();
