@@ -72,11 +72,12 @@ fn rss() -> u64 {
         .process_rss_bytes
 }
 
-/// This process's proportional and private memory (`Pss`, `Private_Clean`
-/// + `Private_Dirty` of `/proc/self/smaps_rollup`), in bytes. Resident size
-/// counts a page shared by several mappings once per mapping, so instances
-/// mapping one copy-on-write memory image show the image's touched pages
-/// once each in RSS; these two count the pages an instance owns.
+/// This process's proportional and private memory, in bytes: `Pss` and
+/// the sum of `Private_Clean` and `Private_Dirty` in
+/// `/proc/self/smaps_rollup`. Resident size counts a page shared by several
+/// mappings once per mapping, so instances mapping one copy-on-write memory
+/// image show the image's touched pages once each in RSS; these two count
+/// the pages an instance owns.
 fn pss_and_private() -> (u64, u64) {
     let text = std::fs::read_to_string("/proc/self/smaps_rollup").unwrap_or_default();
     let field = |name: &str| -> u64 {
