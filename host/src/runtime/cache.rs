@@ -84,23 +84,24 @@ impl ComponentCache {
         self.shared.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// The entry path for `wasm` (without extension).
-    pub(crate) fn entry(&self, wasm: &[u8]) -> Option<PathBuf> {
+    /// The entry path for the component whose bytes have SHA-256 `digest`
+    /// (without extension).
+    pub(crate) fn entry(&self, digest: &[u8; 32]) -> Option<PathBuf> {
         let dir = self.dir.as_ref()?;
-        let digest = hex(&Sha256::digest(wasm));
-        Some(dir.join(format!("{digest}-{}", self.engine_key)))
+        Some(dir.join(format!("{}-{}", hex(digest), self.engine_key)))
     }
 
-    /// Loads `wasm` compiled, from the cache when a valid entry exists,
-    /// otherwise compiling it with `compile` and storing the result.
+    /// Loads the component whose bytes have SHA-256 `digest` compiled,
+    /// from the cache when a valid entry exists, otherwise compiling it with
+    /// `compile` and storing the result.
     pub(crate) fn load(
         &self,
         engine: &Engine,
         plugin: &str,
-        wasm: &[u8],
+        digest: &[u8; 32],
         compile: impl FnOnce() -> wasmtime::Result<Component>,
     ) -> wasmtime::Result<Component> {
-        let Some(entry) = self.entry(wasm) else {
+        let Some(entry) = self.entry(digest) else {
             self.misses.fetch_add(1, Ordering::Relaxed);
             return compile();
         };

@@ -73,8 +73,18 @@ pub struct Runtime {
 /// one; when the last goes, the next load compiles (or reads the on-disk
 /// cache) again.
 #[derive(Debug)]
-pub struct Compiled {
+pub(crate) struct Compiled {
+    /// SHA-256 of the component's bytes: its key here and in the on-disk
+    /// cache.
+    digest: [u8; 32],
     component: Component,
+}
+
+impl Compiled {
+    /// SHA-256 of the bytes this was compiled from.
+    pub(crate) fn digest(&self) -> &[u8; 32] {
+        &self.digest
+    }
 }
 
 impl std::ops::Deref for Compiled {
@@ -237,7 +247,7 @@ impl Runtime {
         // and the first to finish is the one kept.
         let component = self
             .cache
-            .load(&self.engine, plugin, bytes, || {
+            .load(&self.engine, plugin, &digest, || {
                 Component::from_binary(&self.engine, bytes)
             })
             .map_err(|e| PluginError::Malformed {
@@ -249,7 +259,7 @@ impl Runtime {
         if let Some(c) = live.get(&digest).and_then(std::sync::Weak::upgrade) {
             return Ok(c);
         }
-        let compiled = Arc::new(Compiled { component });
+        let compiled = Arc::new(Compiled { digest, component });
         live.insert(digest, Arc::downgrade(&compiled));
         Ok(compiled)
     }

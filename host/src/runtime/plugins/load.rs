@@ -15,7 +15,6 @@ use std::sync::Arc;
 
 use chrono::Utc;
 use parking_lot::Mutex;
-use sha2::Digest;
 
 use super::{live, live_info, Actor, PluginInfo, PluginState, Plugins, Slot};
 use crate::health::HealthInput;
@@ -170,7 +169,6 @@ impl Plugins {
             }
         };
         self.check_fuel(&manifest)?;
-        let digest = sha2::Sha256::digest(wasm).to_vec();
         let language = crate::runtime::producers::language(wasm);
         let max_batch = manifest.limits.max_batch.unwrap_or(self.max_batch);
         let budget = self.runtime.config().max_violations_per_minute;
@@ -263,7 +261,6 @@ impl Plugins {
                     worker,
                     formatter,
                     control,
-                    digest,
                     compiled: component,
                 },
             );

@@ -2,8 +2,8 @@
 //!
 //! Each loaded plugin has a slot, by name: its status, the context of its
 //! running version, its worker thread (subscribers and escalators) or its
-//! formatter (log formatters), the worker's command channel and the digest
-//! of its component. Besides the slots the set keeps the plugins an
+//! formatter (log formatters), the worker's command channel and its
+//! compiled component. Besides the slots the set keeps the plugins an
 //! operator unloaded whose files are still in the watched directory (they
 //! are listed as [`PluginState::Unloaded`]).
 //!
@@ -59,10 +59,8 @@ struct Slot {
     worker: Option<std::thread::JoinHandle<()>>,
     formatter: Option<Arc<FormatterPlugin>>,
     control: Control,
-    /// SHA-256 of the loaded component, to skip reloading identical files.
-    digest: Vec<u8>,
     /// The compiled component, kept so that plugins loaded from the same
-    /// bytes share it.
+    /// bytes share it; its digest lets a reload skip identical files.
     compiled: Arc<Compiled>,
 }
 

@@ -120,12 +120,12 @@ impl Plugins {
         wasm: &[u8],
     ) -> Result<PluginInfo, PluginError> {
         let name = manifest.name.clone();
-        let digest = sha2::Sha256::digest(wasm).to_vec();
+        let digest: [u8; 32] = sha2::Sha256::digest(wasm).into();
         let current = self.slots.lock().get(&name).map(|s| {
             (
                 Arc::clone(&s.ctx),
                 s.control.clone(),
-                s.digest.clone(),
+                *s.compiled.digest(),
                 s.info.lock().state,
             )
         });
@@ -212,7 +212,6 @@ impl Plugins {
                 plugin: name.clone(),
             })?;
             slot.ctx = Arc::clone(&ctx);
-            slot.digest = digest;
             slot.compiled = component;
             {
                 let mut info = slot.info.lock();
