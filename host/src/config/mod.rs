@@ -226,6 +226,9 @@ impl Config {
         if rt.max_restarts == 0 {
             return Err(invalid("runtime.max_restarts", "must be at least 1"));
         }
+        if rt.max_workers == 0 {
+            return Err(invalid("runtime.max_workers", "must be at least 1"));
+        }
         if rt.pooling && (rt.pool_max_instances == 0 || rt.pool_max_memory_mb == 0) {
             return Err(invalid(
                 "runtime.pool_max_instances",

@@ -52,6 +52,14 @@ pub enum PluginError {
         /// What wasmtime said.
         message: String,
     },
+    /// As many plugin workers run as `[runtime] max_workers` allows.
+    #[error("plugin `{plugin}`: cannot start its worker: {max} plugin workers are running, the most `[runtime] max_workers` allows")]
+    TooManyWorkers {
+        /// The plugin.
+        plugin: String,
+        /// The limit.
+        max: u32,
+    },
     /// `init` returned an error.
     #[error("plugin `{plugin}`: init failed: {message}")]
     Init {
@@ -142,6 +150,7 @@ impl PluginError {
             | PluginError::Link { plugin, .. }
             | PluginError::Instantiate { plugin, .. }
             | PluginError::Init { plugin, .. }
+            | PluginError::TooManyWorkers { plugin, .. }
             | PluginError::Trap { plugin, .. }
             | PluginError::Grant { plugin, .. }
             | PluginError::WorldChanged { plugin, .. }

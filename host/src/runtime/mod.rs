@@ -64,6 +64,21 @@ pub struct Runtime {
     trust: outbound::Trust,
     /// Components compiled for live plugins, by the SHA-256 of their bytes.
     live: parking_lot::Mutex<std::collections::HashMap<[u8; 32], std::sync::Weak<Compiled>>>,
+    /// Plugin workers running now, against `max_workers` (see
+    /// [`Runtime::worker_permit`]).
+    workers: Arc<std::sync::atomic::AtomicU32>,
+}
+
+/// The right of one plugin worker to run: counted against `[runtime]
+/// max_workers` from [`Runtime::worker_permit`] until the worker's thread
+/// drops it, when it ends.
+#[derive(Debug)]
+pub(crate) struct WorkerPermit(Arc<std::sync::atomic::AtomicU32>);
+
+impl Drop for WorkerPermit {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 /// A compiled component, shared by every plugin loaded from the same bytes
@@ -205,7 +220,31 @@ impl Runtime {
             config: rc.clone(),
             trust,
             live: parking_lot::Mutex::default(),
+            workers: Arc::default(),
         }))
+    }
+
+    /// A permit for one more plugin worker, or
+    /// [`PluginError::TooManyWorkers`] when `max_workers` run already.
+    /// Taken before the worker's thread is started: a process that runs
+    /// out of threads or memory mappings aborts, so the limit is enforced
+    /// before the operating system's.
+    pub(crate) fn worker_permit(&self, plugin: &str) -> Result<WorkerPermit, PluginError> {
+        let max = self.config.max_workers;
+        self.workers
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .map(|_| WorkerPermit(Arc::clone(&self.workers)))
+            .map_err(|_| PluginError::TooManyWorkers {
+                plugin: plugin.to_owned(),
+                max,
+            })
+    }
+
+    /// Plugin workers running now, in every plugin set of this runtime.
+    pub fn workers(&self) -> u32 {
+        self.workers.load(Ordering::SeqCst)
     }
 
     /// Whom plugins' `https` requests trust.

@@ -47,6 +47,14 @@ pub struct RuntimeConfig {
     pub pool_max_instances: u32,
     /// Pooling: largest linear memory of one instance, MiB.
     pub pool_max_memory_mb: u64,
+    /// Most plugin workers running at once, in all plugin sets of the
+    /// process: each subscriber or escalator runs on its own thread, and
+    /// a load past this fails naming the key (formatters have no worker).
+    /// Threads and their memory mappings are finite: with Linux's default
+    /// `vm.max_map_count` (65,530) a process aborts near 7,400 plugin
+    /// threads (docs/benchmarks.md, scaling bench), so the default stays
+    /// well below.
+    pub max_workers: u32,
     /// Meter fuel, so manifests may set `limits.fuel`.
     pub fuel: bool,
     /// First wait before restarting a trapped plugin, ms; doubles per trap.
@@ -79,6 +87,7 @@ impl Default for RuntimeConfig {
             pooling: true,
             pool_max_instances: 256,
             pool_max_memory_mb: 256,
+            max_workers: 4096,
             fuel: false,
             restart_backoff_ms: 100,
             max_restart_backoff_ms: 5000,

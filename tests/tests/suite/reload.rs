@@ -592,3 +592,55 @@ async fn a_memory_cap_larger_than_the_pool_slots_is_refused_at_load() {
         .load(Actor::Operator, m, &wasm("test-guest"))
         .unwrap();
 }
+
+/// `[runtime] max_workers` caps the running plugin workers with an error
+/// naming the plugin and the key, and an unload frees its place: the host
+/// refuses a load before the operating system runs out of threads (which
+/// aborts the process).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn loads_past_max_workers_fail_naming_the_key_and_an_unload_frees_a_place() {
+    let (_bus, plugins) = plugins_with(RuntimeConfig {
+        max_workers: 2,
+        ..RuntimeConfig::default()
+    });
+    let bytes = wasm("test-guest");
+    for name in ["w1", "w2"] {
+        plugins
+            .load(
+                Actor::Operator,
+                manifest("test-guest", name, |_| {}),
+                &bytes,
+            )
+            .unwrap();
+    }
+    let err = plugins
+        .load(
+            Actor::Operator,
+            manifest("test-guest", "w3", |_| {}),
+            &bytes,
+        )
+        .unwrap_err();
+    assert!(
+        matches!(err, PluginError::TooManyWorkers { ref plugin, max: 2 } if plugin == "w3"),
+        "{err:?}"
+    );
+    let text = err.to_string();
+    assert!(
+        text.contains("`w3`") && text.contains("[runtime] max_workers"),
+        "{text}"
+    );
+    assert!(
+        plugins.status("w3").is_none(),
+        "the refused plugin is not listed"
+    );
+    plugins.unload(Actor::Operator, "w1").await.unwrap();
+    plugins
+        .load(
+            Actor::Operator,
+            manifest("test-guest", "w3", |_| {}),
+            &bytes,
+        )
+        .unwrap();
+    assert_eq!(plugins.status("w3").unwrap().delivered, 0);
+    plugins.unload_all().await;
+}

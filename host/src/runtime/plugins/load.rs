@@ -214,6 +214,7 @@ impl Plugins {
                 )?),
             ),
             Prepared::Worker(pre) => {
+                let permit = self.runtime.worker_permit(&name)?;
                 let first = pre.start(self.runtime.engine(), Arc::clone(&ctx))?;
                 let worker = Worker {
                     ctx: Arc::clone(&ctx),
@@ -228,7 +229,10 @@ impl Plugins {
                 };
                 let thread = std::thread::Builder::new()
                     .name(format!("plugin-{name}"))
-                    .spawn(move || worker.run(first))
+                    .spawn(move || {
+                        let _permit = permit;
+                        worker.run(first);
+                    })
                     .map_err(|e| PluginError::Instantiate {
                         plugin: name.clone(),
                         message: format!("cannot start worker thread: {e}"),
